@@ -1,0 +1,56 @@
+# Gatehouse: `make run` serves a fresh checkout, `make test` runs every check.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint format migrate superuser demo bench bench-smoke clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(PY)
+	$(PIP) install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(PY)
+	$(PIP) install --quiet -r requirements-dev.txt
+	touch $@ $(VENV)/.runtime
+
+# A .env with fresh secrets, written once; an existing .env is never touched.
+.env: | $(VENV)/.runtime
+	@$(PY) -c "import secrets; from cryptography.fernet import Fernet; \
+	open('.env', 'x').write('DEBUG=true\nSECRET_KEY=' + secrets.token_urlsafe(50) + '\nFIELD_ENCRYPTION_KEY=' + Fernet.generate_key().decode() + '\nALLOWED_HOSTS=127.0.0.1,localhost\n')"
+	@echo "Wrote .env with a fresh SECRET_KEY and FIELD_ENCRYPTION_KEY."
+
+migrate: $(VENV)/.runtime .env
+	$(PY) manage.py migrate --noinput
+
+run: migrate
+	$(PY) manage.py runserver $(HOST):$(PORT)
+
+superuser: migrate
+	$(PY) manage.py createsuperuser
+
+demo: migrate
+	$(PY) manage.py demo
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.dev
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: $(VENV)/.dev .env
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) manage.py makemigrations --check --dry-run
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles

@@ -1,0 +1,59 @@
+"""DRF authentication with `Authorization: Bearer <api key>`."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from rest_framework import authentication, exceptions
+
+from accounts import ratelimit
+from accounts.models import ApiKey, api_key_digest
+from accounts.services import api_key_touch
+
+
+def key_from_header(request) -> str | None:
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if not header:
+        return None
+    parts = header.split()
+    if len(parts) != 2 or parts[0].lower() != "bearer":
+        return None
+    return parts[1]
+
+
+def resolve_api_key(raw: str, ip: str | None) -> ApiKey:
+    """The live key for `raw`, or AuthenticationFailed with a clear reason (failures rate-limited per IP)."""
+    limit, window = settings.API_KEY_RATE_LIMIT
+    ident = ip or "unknown"
+    if ratelimit.is_limited("apikey", ident, limit):
+        raise exceptions.Throttled(wait=window, detail="Too many failed API key attempts. Try again later.")
+    key = ApiKey.objects.select_related("user").filter(digest=api_key_digest(raw)).first()
+    reason = None
+    if key is None:
+        reason = "Invalid API key."
+    elif key.revoked_at is not None:
+        reason = "This API key has been revoked."
+    elif key.is_expired:
+        reason = "This API key has expired."
+    elif not key.user.is_active:
+        reason = "This API key's user is inactive."
+    if reason:
+        ratelimit.record_failure("apikey", ident, window)
+        raise exceptions.AuthenticationFailed(reason)
+    api_key_touch(key)
+    return key
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        raw = key_from_header(request)
+        if raw is None:
+            if request.META.get("HTTP_AUTHORIZATION"):
+                raise exceptions.AuthenticationFailed("Use `Authorization: Bearer <api key>`.")
+            return None
+        key = resolve_api_key(raw, ratelimit.client_ip(request))
+        return key.user, key
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="gatehouse"'

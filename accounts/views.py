@@ -1,0 +1,248 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib import messages
+from django.contrib.auth import login, update_session_auth_hash
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import PasswordChangeForm
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from accounts import services
+from accounts.forms import (
+    ApiKeyForm,
+    ClaimForm,
+    LoginForm,
+    MemberAddForm,
+    MemberRoleForm,
+    OrganizationForm,
+    SignupForm,
+)
+from accounts.models import ApiKey, Membership, Organization, User
+from accounts.ratelimit import client_ip
+
+BACKEND = "django.contrib.auth.backends.ModelBackend"
+
+
+def apply_errors(form, exc: ValidationError) -> None:
+    """Put a service's ValidationError next to the form's fields (or on top when it has no field)."""
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.error_dict.items():
+            for err in errors:
+                form.add_error(field if field in form.fields else None, err)
+    else:
+        for message in exc.messages:
+            form.add_error(None, message)
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    memberships = Membership.objects.filter(user=request.user).select_related("organization")
+    keys = ApiKey.objects.visible_to(request.user).live().count()
+    return render(request, "accounts/home.html", {"memberships": memberships, "live_keys": keys})
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated and not request.user.is_guest:
+        return redirect("home")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = services.user_signup(**form.cleaned_data, ip=client_ip(request))
+        except ValidationError as exc:
+            apply_errors(form, exc)
+        else:
+            login(request, user, backend=BACKEND)
+            messages.success(request, "Welcome to Gatehouse. Your account is ready.")
+            return redirect("home")
+    return render(request, "accounts/signup.html", {"form": form}, status=400 if form.errors else 200)
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "accounts/login.html"
+    authentication_form = LoginForm
+    redirect_authenticated_user = True
+
+    def form_invalid(self, form):
+        return self.render_to_response(self.get_context_data(form=form), status=400)
+
+
+@require_POST
+def guest(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("home")
+    user = services.guest_start(ip=client_ip(request))
+    login(request, user, backend=BACKEND)
+    messages.info(
+        request,
+        "You are using Gatehouse as a guest. Claim your account to keep your work after the session ends.",
+    )
+    return redirect("home")
+
+
+@login_required
+def claim(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_guest:
+        messages.info(request, "Your account is already registered.")
+        return redirect("home")
+    form = ClaimForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = services.guest_claim(user=request.user, **form.cleaned_data, ip=client_ip(request))
+        except ValidationError as exc:
+            apply_errors(form, exc)
+        else:
+            update_session_auth_hash(request, user)
+            messages.success(request, "Your account is registered. Everything you made as a guest is still here.")
+            return redirect("home")
+    return render(request, "accounts/claim.html", {"form": form}, status=400 if form.errors else 200)
+
+
+@login_required
+def password_change(request: HttpRequest) -> HttpResponse:
+    if request.user.is_guest:
+        messages.info(request, "Guests have no password. Claim your account to set one.")
+        return redirect("accounts:claim")
+    form = PasswordChangeForm(request.user, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        services.user_set_password(
+            user=request.user, password=form.cleaned_data["new_password1"], ip=client_ip(request)
+        )
+        update_session_auth_hash(request, request.user)
+        messages.success(request, "Your password has been changed.")
+        return redirect("home")
+    return render(request, "accounts/password_change.html", {"form": form}, status=400 if form.errors else 200)
+
+
+@login_required
+def api_keys(request: HttpRequest) -> HttpResponse:
+    form = ApiKeyForm(request.POST or None)
+    new_key = None
+    if request.method == "POST" and form.is_valid():
+        days = form.cleaned_data["expires_in_days"]
+        try:
+            key, new_key = services.api_key_create(
+                actor=request.user,
+                name=form.cleaned_data["name"],
+                scopes=form.cleaned_data["scopes"],
+                expires_at=timezone.now() + timedelta(days=int(days)) if days else None,
+                ip=client_ip(request),
+            )
+        except ValidationError as exc:
+            apply_errors(form, exc)
+        else:
+            messages.success(request, f"API key “{key.name}” created. Copy it now: it will not be shown again.")
+            form = ApiKeyForm()
+    keys = ApiKey.objects.visible_to(request.user)
+    status = 400 if form.errors else 200
+    # The raw key is rendered once in this response and never stored.
+    response = render(
+        request, "accounts/api_keys.html", {"form": form, "keys": keys, "new_key": new_key}, status=status
+    )
+    if new_key:
+        response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+def api_key_revoke(request: HttpRequest, key_id) -> HttpResponse:
+    key = get_object_or_404(ApiKey.objects.visible_to(request.user), pk=key_id)
+    services.api_key_revoke(actor=request.user, api_key=key, ip=client_ip(request))
+    messages.success(request, f"API key “{key.name}” revoked.")
+    return redirect("accounts:api_keys")
+
+
+@login_required
+def org_new(request: HttpRequest) -> HttpResponse:
+    if request.user.is_guest:
+        messages.info(request, "Claim your account before creating an organization.")
+        return redirect("accounts:claim")
+    form = OrganizationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            org = services.organization_create(actor=request.user, **form.cleaned_data, ip=client_ip(request))
+        except ValidationError as exc:
+            apply_errors(form, exc)
+        else:
+            messages.success(request, f"Organization “{org.name}” created. You are its owner.")
+            return redirect("accounts:org_detail", slug=org.slug)
+    return render(request, "accounts/org_new.html", {"form": form}, status=400 if form.errors else 200)
+
+
+def _org_for(request: HttpRequest, slug: str) -> tuple[Organization, Membership | None]:
+    org = get_object_or_404(Organization.objects.visible_to(request.user), slug=slug)
+    mine = Membership.objects.filter(user=request.user, organization=org).first()
+    return org, mine
+
+
+@login_required
+def org_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    org, mine = _org_for(request, slug)
+    can_manage = request.user.is_superuser or bool(mine and mine.is_admin)
+    add_form = MemberAddForm(request.POST or None) if can_manage else None
+    if request.method == "POST":
+        if not can_manage:
+            raise PermissionDenied("Only the organization's owners and admins can change its members.")
+        if add_form.is_valid():
+            user = User.objects.filter(email__iexact=add_form.cleaned_data["email"], is_guest=False).first()
+            if user is None:
+                add_form.add_error("email", "No registered user has this email. Ask them to sign up first.")
+            else:
+                try:
+                    services.membership_add(
+                        actor=request.user,
+                        organization=org,
+                        user=user,
+                        role=add_form.cleaned_data["role"],
+                        ip=client_ip(request),
+                    )
+                except (ValidationError, PermissionDenied) as exc:
+                    apply_errors(add_form, exc if isinstance(exc, ValidationError) else ValidationError(str(exc)))
+                else:
+                    messages.success(request, f"{user.email} added as {add_form.cleaned_data['role']}.")
+                    return redirect("accounts:org_detail", slug=org.slug)
+    members = org.memberships.select_related("user").order_by("user__email")
+    context = {
+        "org": org,
+        "mine": mine,
+        "members": members,
+        "can_manage": can_manage,
+        "add_form": add_form,
+        "role_choices": MemberRoleForm.base_fields["role"].choices,
+    }
+    return render(request, "accounts/org_detail.html", context, status=400 if add_form and add_form.errors else 200)
+
+
+@login_required
+@require_POST
+def org_member(request: HttpRequest, slug: str, membership_id: int) -> HttpResponse:
+    """Change a member's role (`role` field) or remove them (`remove` button)."""
+    org, _ = _org_for(request, slug)
+    membership = get_object_or_404(Membership.objects.filter(organization=org), pk=membership_id)
+    try:
+        if "remove" in request.POST:
+            services.membership_remove(actor=request.user, membership=membership, ip=client_ip(request))
+            messages.success(request, f"{membership.user} removed from {org.name}.")
+        else:
+            form = MemberRoleForm(request.POST)
+            if not form.is_valid():
+                messages.error(request, "Choose a valid role.")
+            else:
+                services.membership_change_role(
+                    actor=request.user, membership=membership, role=form.cleaned_data["role"], ip=client_ip(request)
+                )
+                messages.success(request, f"{membership.user} is now {form.cleaned_data['role']}.")
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    except Organization.DoesNotExist:
+        raise Http404 from None
+    if "remove" in request.POST and membership.user_id == request.user.pk:
+        return redirect("home")
+    return redirect(reverse("accounts:org_detail", kwargs={"slug": org.slug}))

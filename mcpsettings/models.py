@@ -1,0 +1,1 @@
+"""MCP server configurations (models arrive with the servers issue)."""

@@ -1,0 +1,171 @@
+import pytest
+from django.contrib import admin
+from django.urls import reverse
+
+from accounts.models import ApiKey, Membership, Organization, Role, User
+from governance.models import AuditEvent
+from tests.factories import MembershipFactory, OrganizationFactory, make_api_key
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def world(db):
+    """Org A with a staff owner; org B with its own people, key and audit trail."""
+    org_a = OrganizationFactory(name="Alpha Org", slug="alpha")
+    org_b = OrganizationFactory(name="Bravo Org", slug="bravo")
+    admin_a = MembershipFactory(organization=org_a, role=Role.OWNER, user__email="admin-a@example.com").user
+    admin_a.is_staff = True
+    admin_a.save()
+    member_a = MembershipFactory(organization=org_a, role=Role.DEVELOPER, user__email="member-a@example.com").user
+    member_b = MembershipFactory(organization=org_b, role=Role.OWNER, user__email="bravo-only@example.com").user
+    key_b, raw_b = make_api_key(member_b, name="bravo-key")
+    from accounts import services
+
+    services.membership_change_role(actor=member_b, membership=Membership.objects.get(user=member_b), role=Role.OWNER)
+    AuditEvent.objects.create(organization=org_b, target_type="x", action="bravo.secret.action", target_repr="bravo")
+    return {
+        "a": org_a,
+        "b": org_b,
+        "admin_a": admin_a,
+        "member_a": member_a,
+        "member_b": member_b,
+        "key_b": key_b,
+        "raw_b": raw_b,
+    }
+
+
+def b_objects(world):
+    return [
+        world["b"],
+        Membership.objects.get(user=world["member_b"]),
+        world["member_b"],
+        world["key_b"],
+        AuditEvent.objects.get(action="bravo.secret.action"),
+    ]
+
+
+def test_org_admin_of_a_sees_nothing_of_b_on_any_admin_page(client, world):
+    client.force_login(world["admin_a"])
+    assert client.get("/admin/").status_code == 200
+    seen = 0
+    for model, model_admin in admin.site._registry.items():
+        meta = model._meta
+        url = reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist")
+        res = client.get(url)
+        if not model_admin.has_module_permission(type("R", (), {"user": world["admin_a"]})()):
+            continue
+        assert res.status_code == 200, url
+        html = res.content.decode()
+        for needle in ["Bravo Org", "bravo-only@example.com", "bravo-key", "bravo.secret.action"]:
+            assert needle not in html, (url, needle)
+        seen += 1
+    assert seen >= 4
+    for obj in b_objects(world):
+        meta = obj._meta
+        for view in ["change", "history", "delete"]:
+            url = reverse(f"admin:{meta.app_label}_{meta.model_name}_{view}", args=[obj.pk])
+            assert client.get(url).status_code in (403, 404), url
+        change = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[obj.pk])
+        if meta.model_name in ("organization", "membership", "user", "auditevent"):
+            assert client.get(change).status_code == 404, change
+
+
+def test_org_admin_sees_and_edits_own_org(client, world):
+    client.force_login(world["admin_a"])
+    html = client.get(reverse("admin:accounts_organization_changelist")).content.decode()
+    assert "Alpha Org" in html
+    res = client.post(
+        reverse("admin:accounts_organization_change", args=[world["a"].pk]),
+        {
+            "name": "Alpha Renamed",
+            "contact_email": "x@example.com",
+            "settings": "{}",
+            "memberships-TOTAL_FORMS": "0",
+            "memberships-INITIAL_FORMS": "0",
+        },
+    )
+    assert res.status_code == 302, res.content.decode()[:2000]
+    world["a"].refresh_from_db()
+    assert world["a"].name == "Alpha Renamed"
+    assert world["a"].slug == "alpha"  # slug is read-only for org admins
+    users_html = client.get(reverse("admin:accounts_user_changelist")).content.decode()
+    assert "member-a@example.com" in users_html
+
+
+def test_org_admin_adds_member_through_admin_only_to_own_org(client, world):
+    client.force_login(world["admin_a"])
+    outsider = User.objects.create_user("loner@example.com", "pw-long-enough-1")
+    res = client.post(
+        reverse("admin:accounts_membership_add"),
+        {"organization": world["b"].pk, "user": outsider.pk, "role": "developer"},
+    )
+    assert res.status_code == 200 and "Select a valid choice" in res.content.decode()
+    assert not Membership.objects.filter(user=outsider).exists()
+    res = client.post(
+        reverse("admin:accounts_membership_add"),
+        {"organization": world["a"].pk, "user": outsider.pk, "role": "developer"},
+    )
+    assert res.status_code == 302
+    assert Membership.objects.filter(user=outsider, organization=world["a"]).exists()
+    assert AuditEvent.objects.filter(action="membership.add", organization=world["a"], actor=world["admin_a"]).exists()
+
+
+def test_org_admin_cannot_remove_the_last_owner_in_admin(client, world):
+    client.force_login(world["admin_a"])
+    m = Membership.objects.get(user=world["admin_a"])
+    res = client.post(reverse("admin:accounts_membership_change", args=[m.pk]), {"role": "viewer"})
+    assert res.status_code == 200 and "at least one owner" in res.content.decode()
+    m.refresh_from_db()
+    assert m.role == Role.OWNER
+
+
+def test_non_admin_staff_and_plain_members_get_no_admin(client, world):
+    member = world["member_a"]
+    member.is_staff = True
+    member.save()
+    client.force_login(member)  # staff, but only a developer in org A
+    assert client.get(reverse("admin:accounts_organization_changelist")).status_code == 403
+    client.force_login(world["member_b"])  # not staff
+    assert client.get("/admin/").status_code == 302
+
+
+def test_superuser_sees_everything_but_never_a_digest_or_secret(client, world):
+    root = User.objects.create_superuser("root@example.com", "root-pass-long-1")
+    client.force_login(root)
+    for model in admin.site._registry:
+        meta = model._meta
+        html = client.get(reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist")).content.decode()
+        assert world["raw_b"] not in html and world["key_b"].digest not in html
+    html = client.get(reverse("admin:accounts_apikey_change", args=[world["key_b"].pk])).content.decode()
+    assert "bravo-key" in html
+    assert world["key_b"].digest not in html and world["raw_b"] not in html
+    assert "Bravo Org" in client.get(reverse("admin:accounts_organization_changelist")).content.decode()
+
+
+def test_audit_events_are_read_only_in_admin(client, world):
+    root = User.objects.create_superuser("root@example.com", "root-pass-long-1")
+    client.force_login(root)
+    event = AuditEvent.objects.first()
+    assert client.get(reverse("admin:governance_auditevent_add")).status_code == 403
+    res = client.post(reverse("admin:governance_auditevent_delete", args=[event.pk]), {"post": "yes"})
+    assert res.status_code == 403
+    assert AuditEvent.objects.filter(pk=event.pk).exists()
+
+
+def test_superuser_revokes_keys_with_an_action(client, world):
+    root = User.objects.create_superuser("root@example.com", "root-pass-long-1")
+    client.force_login(root)
+    res = client.post(
+        reverse("admin:accounts_apikey_changelist"),
+        {"action": "revoke", "_selected_action": [str(world["key_b"].pk)]},
+    )
+    assert res.status_code == 302
+    assert ApiKey.objects.get(pk=world["key_b"].pk).revoked_at is not None
+
+
+def test_org_scoping_queryset_methods(world):
+    admin_a = world["admin_a"]
+    assert list(Organization.objects.administered_by(admin_a)) == [world["a"]]
+    assert world["member_b"] not in User.objects.manageable_by(admin_a)
+    assert set(User.objects.manageable_by(admin_a)) == {admin_a, world["member_a"]}
