@@ -193,3 +193,37 @@ def test_schema_docs_and_healthz(client):
     assert b"cdn" not in docs.content.lower()
     health = client.get("/healthz")
     assert health.status_code == 200 and health.json() == {"status": "ok", "database": "ok"}
+
+
+def _redis_up() -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _redis_up(), reason="Redis is not running on 127.0.0.1:6379")
+def test_rate_limit_is_shared_through_redis(settings, owner):
+    """With CACHE_URL=redis://…, the counter lives in Redis, so every web process sees it."""
+    import redis
+    from django.core.cache import caches
+
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:6379/15",
+            "KEY_PREFIX": "gatehouse-test",
+        }
+    }
+    caches["default"].clear()
+    settings.API_KEY_RATE_LIMIT = (2, 60)
+    bad = bearer("gh_wrong")
+    assert bad.get(URL).status_code == 401
+    assert bad.get(URL).status_code == 401
+    assert bad.get(URL).status_code == 429
+    keys = redis.Redis(host="127.0.0.1", port=6379, db=15).keys("gatehouse-test:*rl:apikey:*")
+    assert len(keys) == 1
+    caches["default"].clear()
