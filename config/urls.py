@@ -19,6 +19,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 api_v1 = [
     path("", include("accounts.api.urls")),
+    path("", include("mcpsettings.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]
@@ -29,4 +30,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("", include("accounts.urls")),
+    path("", include("mcpsettings.urls")),
 ]

@@ -47,3 +47,19 @@ class MembershipFactory(factory.django.DjangoModelFactory):
 
 def make_api_key(user: User, scopes=("read", "call", "manage"), **kwargs) -> tuple[ApiKey, str]:
     return services.api_key_create(actor=user, name=kwargs.pop("name", "test key"), scopes=list(scopes), **kwargs)
+
+
+def make_server(actor, **kwargs):
+    """A server created through the service (so credentials and audit are real)."""
+    from mcpsettings import services
+
+    kwargs.setdefault("name", f"Server {User.objects.count()}-{ApiKey.objects.count()}-{_seq()}")
+    kwargs.setdefault("endpoint_url", "https://mcp.example.com/mcp")
+    return services.server_create(actor=actor, **kwargs)
+
+
+_counter = iter(range(10**9))
+
+
+def _seq() -> int:
+    return next(_counter)

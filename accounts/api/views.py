@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
-from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -18,13 +16,6 @@ from accounts.api.serializers import (
 )
 from accounts.models import ApiKey
 from accounts.ratelimit import client_ip
-
-
-def drf_error(exc: ValidationError) -> DRFValidationError:
-    """A service's Django ValidationError as DRF field errors (400)."""
-    if hasattr(exc, "error_dict"):
-        return DRFValidationError({f: [m for e in errs for m in e.messages] for f, errs in exc.error_dict.items()})
-    return DRFValidationError({"detail": exc.messages[0] if exc.messages else "Invalid input."})
 
 
 class ApiKeyListView(APIView):
@@ -43,16 +34,13 @@ class ApiKeyListView(APIView):
         scopes = ser.validated_data["scopes"]
         if isinstance(request.auth, ApiKey) and not set(scopes) <= set(request.auth.scopes):
             raise PermissionDenied("An API key cannot create a key with scopes it does not have.")
-        try:
-            key, raw = services.api_key_create(
-                actor=request.user,
-                name=ser.validated_data["name"],
-                scopes=scopes,
-                expires_at=ser.validated_data.get("expires_at"),
-                ip=client_ip(request),
-            )
-        except ValidationError as exc:
-            raise drf_error(exc) from None
+        key, raw = services.api_key_create(
+            actor=request.user,
+            name=ser.validated_data["name"],
+            scopes=scopes,
+            expires_at=ser.validated_data.get("expires_at"),
+            ip=client_ip(request),
+        )
         key.key = raw
         response = Response(ApiKeyCreatedSerializer(key).data, status=status.HTTP_201_CREATED)
         response["Cache-Control"] = "no-store"
