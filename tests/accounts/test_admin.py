@@ -4,7 +4,10 @@ from django.urls import reverse
 
 from accounts.models import ApiKey, Membership, Organization, Role, User
 from governance.models import AuditEvent
-from tests.factories import MembershipFactory, OrganizationFactory, make_api_key
+from mcpsettings.models import Credential, Gateway, McpServer, OrgServerContext
+from tests.factories import MembershipFactory, OrganizationFactory, make_api_key, make_server
+
+CANARY = "canary-admin-tok-55d0e1"
 
 pytestmark = pytest.mark.django_db
 
@@ -24,6 +27,18 @@ def world(db):
 
     services.membership_change_role(actor=member_b, membership=Membership.objects.get(user=member_b), role=Role.OWNER)
     AuditEvent.objects.create(organization=org_b, target_type="x", action="bravo.secret.action", target_repr="bravo")
+    from mcpsettings import services as mcp_services
+
+    server_b = make_server(
+        member_b,
+        name="bravo-server",
+        organization=org_b,
+        endpoint_url="https://93.184.216.34/bravo",
+        auth_type="bearer",
+        token=CANARY,
+    )
+    mcp_services.org_context_set(actor=member_b, organization=org_b, server=server_b, context="bravo-context")
+    mcp_services.gateway_create(actor=member_b, name="bravo-gateway", source_ids=[server_b.pk])
     return {
         "a": org_a,
         "b": org_b,
@@ -42,6 +57,10 @@ def b_objects(world):
         world["member_b"],
         world["key_b"],
         AuditEvent.objects.get(action="bravo.secret.action"),
+        McpServer.objects.get(name="bravo-server"),
+        Credential.objects.get(server__name="bravo-server"),
+        OrgServerContext.objects.get(context="bravo-context"),
+        Gateway.objects.get(name="bravo-gateway"),
     ]
 
 
@@ -57,7 +76,17 @@ def test_org_admin_of_a_sees_nothing_of_b_on_any_admin_page(client, world):
             continue
         assert res.status_code == 200, url
         html = res.content.decode()
-        for needle in ["Bravo Org", "bravo-only@example.com", "bravo-key", "bravo.secret.action"]:
+        for needle in [
+            "Bravo Org",
+            "bravo-only@example.com",
+            "bravo-key",
+            "bravo.secret.action",
+            "bravo-server",
+            "bravo-context",
+            "bravo-gateway",
+            "93.184.216.34",
+            CANARY,
+        ]:
             assert needle not in html, (url, needle)
         seen += 1
     assert seen >= 4
@@ -67,7 +96,7 @@ def test_org_admin_of_a_sees_nothing_of_b_on_any_admin_page(client, world):
             url = reverse(f"admin:{meta.app_label}_{meta.model_name}_{view}", args=[obj.pk])
             assert client.get(url).status_code in (403, 404), url
         change = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[obj.pk])
-        if meta.model_name in ("organization", "membership", "user", "auditevent"):
+        if meta.model_name in ("organization", "membership", "user", "auditevent", "mcpserver", "orgservercontext"):
             assert client.get(change).status_code == 404, change
 
 
@@ -137,6 +166,10 @@ def test_superuser_sees_everything_but_never_a_digest_or_secret(client, world):
         meta = model._meta
         html = client.get(reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist")).content.decode()
         assert world["raw_b"] not in html and world["key_b"].digest not in html
+    for obj in b_objects(world):
+        meta = obj._meta
+        html = client.get(reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[obj.pk])).content.decode()
+        assert CANARY not in html and world["raw_b"] not in html, meta.model_name
     html = client.get(reverse("admin:accounts_apikey_change", args=[world["key_b"].pk])).content.decode()
     assert "bravo-key" in html
     assert world["key_b"].digest not in html and world["raw_b"] not in html
@@ -169,3 +202,33 @@ def test_org_scoping_queryset_methods(world):
     assert list(Organization.objects.administered_by(admin_a)) == [world["a"]]
     assert world["member_b"] not in User.objects.manageable_by(admin_a)
     assert set(User.objects.manageable_by(admin_a)) == {admin_a, world["member_a"]}
+
+
+def test_org_admin_adds_an_org_server_in_admin_with_a_write_only_token(client, world):
+    client.force_login(world["admin_a"])
+    add = reverse("admin:mcpsettings_mcpserver_add")
+    assert client.get(add).status_code == 200
+    base = {
+        "name": "alpha-admin-server",
+        "endpoint_url": "https://93.184.216.34/a",
+        "auth_type": "bearer",
+        "header_name": "",
+        "registration_mode": "dcr",
+        "scopes": "[]",
+        "extra_auth_params": "{}",
+        "is_active": "on",
+        "new_tools_enabled": "on",
+        "token": CANARY,
+    }
+    res = client.post(add, {**base, "organization": world["b"].pk})
+    assert res.status_code == 200 and not McpServer.objects.filter(name="alpha-admin-server").exists()
+    res = client.post(add, {**base, "organization": world["a"].pk, "endpoint_url": "http://127.0.0.1/"})
+    assert res.status_code == 200 and "loopback" in res.content.decode()
+    assert CANARY not in res.content.decode()
+    res = client.post(add, {**base, "organization": world["a"].pk})
+    assert res.status_code == 302, res.content.decode()[:3000]
+    server = McpServer.objects.get(name="alpha-admin-server")
+    assert server.organization == world["a"] and Credential.objects.get(server=server).access_token == CANARY
+    change = client.get(reverse("admin:mcpsettings_mcpserver_change", args=[server.pk])).content.decode()
+    assert CANARY not in change
+    assert AuditEvent.objects.filter(action="mcp_server.create", target_id=str(server.pk)).exists()

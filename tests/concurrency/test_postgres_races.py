@@ -1,0 +1,62 @@
+"""Races that only a real database with real concurrent connections can show (PostgreSQL)."""
+
+import threading
+
+import pytest
+from django.db import connection, connections
+
+from config.errors import Conflict
+from mcpsettings import services
+from mcpsettings.models import Gateway, McpServer
+from tests.factories import UserFactory
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL's row locks"),
+]
+
+
+def run_in_threads(n: int, fn) -> list:
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+
+    def worker(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = fn(i)
+        except Exception as exc:  # recorded, asserted on by the test
+            results[i] = exc
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results
+
+
+def test_fifty_concurrent_creates_stop_at_the_cap(settings):
+    settings.MCP_ALLOW_PRIVATE_NETWORKS = True
+    settings.MCP_MAX_SERVERS_PER_USER = 25
+    user = UserFactory()
+    results = run_in_threads(
+        50, lambda i: services.server_create(actor=user, name=f"race {i}", endpoint_url="http://10.0.0.1/mcp")
+    )
+    created = [r for r in results if isinstance(r, McpServer)]
+    refused = [r for r in results if isinstance(r, Conflict)]
+    assert len(created) == 25 and len(refused) == 25, [r for r in results if not isinstance(r, McpServer | Conflict)]
+    assert McpServer.objects.filter(owner=user, deleted_at__isnull=True).count() == 25
+
+
+def test_concurrent_gateway_creates_never_share_a_pool_endpoint(settings):
+    pool = [f"https://gw{i}.example.com" for i in range(5)]
+    settings.MCP_GATEWAY_URL_POOLS = pool
+    users = [UserFactory() for _ in range(12)]
+    results = run_in_threads(12, lambda i: services.gateway_create(actor=users[i], name=f"gw {i}"))
+    created = [r for r in results if isinstance(r, Gateway)]
+    assert len(created) == 5
+    assert all(isinstance(r, Gateway | Conflict) for r in results), results
+    endpoints = list(Gateway.objects.values_list("endpoint", flat=True))
+    assert sorted(endpoints) == sorted(pool)
