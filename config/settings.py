@@ -17,6 +17,9 @@ env = environ.Env(
     MCP_GATEWAY_URL_POOLS=(list, []),
     MCP_HTTP_TIMEOUT=(float, 30.0),
     MCP_MAX_RESPONSE_BYTES=(int, 10 * 1024 * 1024),
+    MCP_MAX_TOOLS=(int, 1000),
+    MCP_MAX_TOOL_PAGES=(int, 100),
+    MCP_DISCOVER_ON_SAVE=(bool, True),
     GUEST_TTL_HOURS=(int, 24 * 7),
     SECURE_SSL_REDIRECT=(bool, False),
     BEHIND_TLS_PROXY=(bool, False),
@@ -169,6 +172,10 @@ MCP_MAX_SERVERS_PER_USER = env("MCP_MAX_SERVERS_PER_USER")
 MCP_GATEWAY_URL_POOLS = env("MCP_GATEWAY_URL_POOLS")
 MCP_HTTP_TIMEOUT = env("MCP_HTTP_TIMEOUT")
 MCP_MAX_RESPONSE_BYTES = env("MCP_MAX_RESPONSE_BYTES")
+MCP_MAX_TOOLS = env("MCP_MAX_TOOLS")
+MCP_MAX_TOOL_PAGES = env("MCP_MAX_TOOL_PAGES")
+# Discover tools right after a server is created or its connection settings change.
+MCP_DISCOVER_ON_SAVE = env("MCP_DISCOVER_ON_SAVE")
 GUEST_TTL = timedelta(hours=env("GUEST_TTL_HOURS"))
 # Failed log-ins per (IP, email) and failed API keys per IP, per window.
 LOGIN_RATE_LIMIT = (env.int("LOGIN_RATE_LIMIT", default=5), env.int("LOGIN_RATE_WINDOW", default=900))

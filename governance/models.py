@@ -58,3 +58,44 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValueError("Audit events are append-only.")
+
+
+class ApprovalType(models.TextChoices):
+    ONCE = "once", "Once (these exact arguments)"
+    ALWAYS = "always", "Always"
+    NEVER = "never", "Never"
+
+
+class ToolApproval(models.Model):
+    """A user's standing decision about a tool. No row means: ask a human."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tool_approvals")
+    server = models.ForeignKey("mcpsettings.McpServer", on_delete=models.CASCADE, related_name="tool_approvals")
+    tool_name = models.CharField(max_length=200)
+    approval_type = models.CharField(max_length=10, choices=ApprovalType.choices)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    arguments_digest = models.CharField(max_length=64, blank=True)
+    consumed_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "server", "tool_name"], name="governance_approval_lookup")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "server", "tool_name"],
+                condition=~Q(approval_type="once"),
+                name="governance_toolapproval_standing_unique",
+            ),
+            models.CheckConstraint(
+                condition=~Q(approval_type="once") | ~Q(arguments_digest=""),
+                name="governance_toolapproval_once_has_digest",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tool_name}: {self.approval_type}"

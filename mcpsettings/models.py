@@ -178,6 +178,43 @@ class McpServer(models.Model):
         return "operator"
 
 
+class McpToolQuerySet(models.QuerySet):
+    def present(self) -> McpToolQuerySet:
+        return self.filter(removed_at__isnull=True)
+
+
+class McpTool(models.Model):
+    """A tool as discovered on a server. `digest` fingerprints what an agent is told about it."""
+
+    server = models.ForeignKey(McpServer, on_delete=models.CASCADE, related_name="tools")
+    name = models.CharField(max_length=200)
+    title = models.CharField(max_length=300, blank=True)
+    description = models.TextField(blank=True)
+    input_schema = models.JSONField(default=dict, blank=True)
+    output_schema = models.JSONField(null=True, blank=True)
+    annotations = models.JSONField(default=dict, blank=True)
+    digest = models.CharField(max_length=64)
+    previous_digest = models.CharField(max_length=64, blank=True)
+    first_seen = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField()
+    changed_at = models.DateTimeField(null=True, blank=True)
+    needs_review = models.BooleanField(
+        default=False, help_text="Its description, schema or annotations changed since it was approved."
+    )
+    removed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = McpToolQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["server", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["server", "name"], name="mcpsettings_mcptool_server_name_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.server.name}: {self.name}"
+
+
 class TokenStatus(models.TextChoices):
     VALID = "valid", "Valid"
     EXPIRED = "expired", "Expired"

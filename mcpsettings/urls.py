@@ -13,6 +13,7 @@ urlpatterns = [
     path("settings/mcps/<uuid:pk>/delete/", views.server_delete, name="server_delete"),
     path("settings/mcps/<uuid:pk>/restore/", views.server_restore, name="server_restore"),
     path("settings/mcps/<uuid:pk>/context/", views.server_context, name="server_context"),
+    path("settings/mcps/<uuid:pk>/discover/", views.server_discover, name="server_discover"),
     path("settings/mcps/<uuid:pk>/connect/", views.server_connect, name="server_connect"),
     path("gateways/", views.gateway_list, name="gateway_list"),
     path("gateways/<uuid:pk>/", views.gateway_detail, name="gateway_detail"),

@@ -11,9 +11,9 @@ from accounts.models import Organization
 from accounts.ratelimit import client_ip
 from accounts.views import apply_errors
 from config.errors import Conflict, NotVisible
-from mcpsettings import selectors, services
+from mcpsettings import discovery, selectors, services
 from mcpsettings.forms import GLOBAL, PERSONAL, GatewayForm, GatewaySourceForm, McpServerForm, OrgContextForm
-from mcpsettings.models import Gateway, McpServer, OrgServerContext
+from mcpsettings.models import Gateway, McpServer, McpTool, OrgServerContext
 
 
 def _server(request: HttpRequest, pk, *, include_deleted: bool = False) -> McpServer:
@@ -25,6 +25,34 @@ def _server(request: HttpRequest, pk, *, include_deleted: bool = False) -> McpSe
 
 def _status(form) -> int:
     return 400 if form.is_bound and form.errors else 200
+
+
+def _discover_and_tell(request: HttpRequest, server: McpServer, *, force: bool = False) -> None:
+    ip = client_ip(request)
+    result = (
+        discovery.discover(server, actor=request.user, ip=ip)
+        if force
+        else discovery.discover_after_save(server, actor=request.user, ip=ip)
+    )
+    if result is None:
+        return
+    if result.ok:
+        parts = [f"{result.tools_count} tool{'s' if result.tools_count != 1 else ''} found"]
+        for label, names in (("new", result.added), ("changed", result.changed), ("removed", result.removed)):
+            if names and (label != "new" or force):
+                parts.append(f"{len(names)} {label}")
+        messages.success(request, "Tools refreshed: " + ", ".join(parts) + ".")
+    else:
+        messages.error(request, f"Tool discovery failed: {result.detail} The previous tool list is kept.")
+
+
+@login_required
+@require_POST
+def server_discover(request: HttpRequest, pk) -> HttpResponse:
+    server = _server(request, pk)
+    services.require_manage(request.user, server)
+    _discover_and_tell(request, server, force=True)
+    return redirect("mcpsettings:server_detail", pk=server.pk)
 
 
 @login_required
@@ -57,6 +85,7 @@ def server_new(request: HttpRequest) -> HttpResponse:
             form.add_error(None, str(exc))
         else:
             messages.success(request, f"Server “{server.name}” added.")
+            _discover_and_tell(request, server)
             return redirect("mcpsettings:server_detail", pk=server.pk)
     return render(request, "mcpsettings/server_form.html", {"form": form, "server": None}, status=_status(form))
 
@@ -73,10 +102,11 @@ def server_detail(request: HttpRequest, pk) -> HttpResponse:
         (org, OrgContextForm(initial={"org": org.slug, "context": existing.get(org.pk, "")}, prefix=f"ctx-{org.slug}"))
         for org in context_orgs
     ]
+    tools = McpTool.objects.filter(server=server).order_by("removed_at", "name")
     return render(
         request,
         "mcpsettings/server_detail.html",
-        {"server": server, "context_forms": context_forms},
+        {"server": server, "context_forms": context_forms, "tools": tools},
     )
 
 
@@ -98,11 +128,12 @@ def server_edit(request: HttpRequest, pk) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = dict(form.cleaned_data)
         try:
-            services.server_update(actor=request.user, server=server, data=data, ip=client_ip(request))
+            updated = services.server_update(actor=request.user, server=server, data=data, ip=client_ip(request))
         except ValidationError as exc:
             apply_errors(form, exc)
         else:
             messages.success(request, f"Server “{form.cleaned_data['name']}” saved.")
+            _discover_and_tell(request, updated)
             return redirect("mcpsettings:server_detail", pk=server.pk)
     return render(request, "mcpsettings/server_form.html", {"form": form, "server": server}, status=_status(form))
 

@@ -12,9 +12,10 @@ from rest_framework.views import APIView
 
 from accounts.models import Organization
 from accounts.ratelimit import client_ip
-from mcpsettings import selectors, services
+from mcpsettings import discovery, selectors, services
 from mcpsettings.api.serializers import (
     ContextSerializer,
+    DiscoverSerializer,
     GatewayListSerializer,
     GatewaySerializer,
     GatewaySourceSerializer,
@@ -22,8 +23,10 @@ from mcpsettings.api.serializers import (
     McpServerListSerializer,
     McpServerSerializer,
     McpServerWriteSerializer,
+    ToolListSerializer,
+    ToolSerializer,
 )
-from mcpsettings.models import Gateway, McpServer
+from mcpsettings.models import Gateway, McpServer, McpTool
 
 
 def _org_for(user, ref: str | None, field: str = "org") -> Organization | None:
@@ -85,6 +88,7 @@ class McpServerListView(APIView):
             new_tools_enabled=data["new_tools_enabled"],
             ip=client_ip(request),
         )
+        discovery.discover_after_save(server, actor=request.user, ip=client_ip(request))
         return _server_response(request, server, status.HTTP_201_CREATED)
 
 
@@ -105,6 +109,7 @@ class McpServerDetailView(APIView):
             if field in data:
                 raise ValidationError({field: "The owner of a server cannot change; create a new server instead."})
         server = services.server_update(actor=request.user, server=server, data=data, ip=client_ip(request))
+        discovery.discover_after_save(server, actor=request.user, ip=client_ip(request))
         return _server_response(request, server)
 
     @extend_schema(parameters=[HARD_PARAM], responses={204: None}, operation_id="mcps_destroy")
@@ -124,6 +129,36 @@ class McpServerRestoreView(APIView):
         server = _server(request, pk, include_deleted=True)
         server = services.server_restore(actor=request.user, server=server, ip=client_ip(request))
         return _server_response(request, server)
+
+
+class McpServerDiscoverView(APIView):
+    @extend_schema(
+        request=None, responses={200: DiscoverSerializer, 502: DiscoverSerializer}, operation_id="mcps_discover"
+    )
+    def post(self, request, pk):
+        server = _server(request, pk)
+        services.require_manage(request.user, server)
+        result = discovery.discover(server, actor=request.user, ip=client_ip(request))
+        if not result.ok:
+            return Response({"detail": result.detail, "status": "error"}, status=status.HTTP_502_BAD_GATEWAY)
+        return Response(
+            {
+                "status": result.status,
+                "tools_count": result.tools_count,
+                "protocol_version": result.protocol_version,
+                "added": result.added,
+                "changed": result.changed,
+                "removed": result.removed,
+            }
+        )
+
+
+class McpServerToolsView(APIView):
+    @extend_schema(responses=ToolListSerializer, operation_id="mcps_tools_list")
+    def get(self, request, pk):
+        server = _server(request, pk)
+        tools = list(McpTool.objects.filter(server=server).present().order_by("name"))
+        return Response({"tools": ToolSerializer(tools, many=True).data, "count": len(tools)})
 
 
 class ContextView(APIView):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from pathlib import Path
 
@@ -27,9 +28,14 @@ def bad_urls() -> list[tuple[str, str]]:
     return rows
 
 
-def fake_getaddrinfo(table: dict[str, list[str]]):
+def fake_getaddrinfo(base: dict[str, list[str]]):
     def getaddrinfo(host, port, *args, **kwargs):
         host = host.rstrip(".").lower() if isinstance(host, str) else host
+        try:
+            ipaddress.ip_address(host)
+            table = {**base, host: [host]}  # IP literals resolve to themselves
+        except ValueError:
+            table = base
         if host not in table:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         out = []

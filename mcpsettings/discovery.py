@@ -1,0 +1,232 @@
+"""Tool discovery: ask a server for its tools, cache them, and notice what changed.
+
+A changed tool (its description, schemas or annotations) loses every "always" approval — an agent
+must not keep calling, unasked, a tool whose promise changed under it (rug-pull defence). A failed
+discovery marks the server `error` with a sentence and keeps the last good manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from governance.services import audit_record
+from mcpsettings.mcp_client import McpClient, McpError
+from mcpsettings.models import AuthType, Credential, McpServer, McpTool, ServerStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DiscoveryResult:
+    ok: bool
+    status: str
+    protocol_version: str = ""
+    tools_count: int = 0
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    error: McpError | None = None
+
+    @property
+    def detail(self) -> str:
+        return str(self.error) if self.error else ""
+
+
+def tool_digest(tool: dict[str, Any]) -> str:
+    """Fingerprint of what an agent is told about a tool (key order does not matter)."""
+    material = {
+        "title": tool.get("title") or "",
+        "description": tool.get("description") or "",
+        "inputSchema": tool.get("inputSchema") or {},
+        "outputSchema": tool.get("outputSchema"),
+        "annotations": tool.get("annotations") or {},
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def credential_for(server: McpServer, user=None) -> Credential | None:
+    """The user's own credential for this server (OAuth), else the server's shared one."""
+    who = Q(user__isnull=True)
+    if user is not None and getattr(user, "pk", None):
+        who |= Q(user=user)
+    creds = list(Credential.objects.filter(server=server).filter(who))
+    # Own credential (user set) sorts first.
+    return min(creds, key=lambda c: c.user_id is None, default=None)
+
+
+def auth_headers(server: McpServer, credential: Credential | None) -> dict[str, str]:
+    """The headers that carry the secret — only ever sent to this server."""
+    if credential is None:
+        return {}
+    if server.auth_type in (AuthType.BEARER, AuthType.OAUTH) and credential.access_token:
+        return {"Authorization": f"Bearer {credential.access_token}"}
+    if server.auth_type == AuthType.HEADER and credential.header_value and server.header_name:
+        return {server.header_name: credential.header_value}
+    return {}
+
+
+def client_for(server: McpServer, user=None, **kwargs) -> McpClient:
+    return McpClient(server.endpoint_url, headers=auth_headers(server, credential_for(server, user)), **kwargs)
+
+
+def discover(server: McpServer, *, actor=None, ip: str | None = None) -> DiscoveryResult:
+    """Talk to the server (no database lock held meanwhile), then record the outcome in one transaction."""
+    try:
+        with client_for(server, actor) as client:
+            description = client.connect()
+            tools = client.list_tools()
+    except McpError as exc:
+        return _record_failure(server, exc, actor=actor, ip=ip)
+    return _record_success(server, description, tools, actor=actor, ip=ip)
+
+
+@transaction.atomic
+def _record_failure(server: McpServer, exc: McpError, *, actor, ip) -> DiscoveryResult:
+    locked = McpServer.objects.select_for_update().get(pk=server.pk)
+    locked.status = ServerStatus.ERROR
+    locked.status_detail = str(exc)[:1000]
+    locked.save(update_fields=["status", "status_detail", "updated_at"])
+    server.status, server.status_detail = locked.status, locked.status_detail
+    log.info("Discovery of server %s failed: %s", server.pk, exc.kind)
+    return DiscoveryResult(
+        ok=False,
+        status=locked.status,
+        protocol_version=locked.protocol_version,
+        tools_count=len(locked.tools_manifest or []),
+        error=exc,
+    )
+
+
+def _clean_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    keep = ("name", "title", "description", "inputSchema", "outputSchema", "annotations", "_meta", "icons")
+    return {k: tool[k] for k in keep if k in tool}
+
+
+@transaction.atomic
+def _record_success(server: McpServer, description, tools: list[dict], *, actor, ip) -> DiscoveryResult:
+    from governance.models import ApprovalType, ToolApproval
+
+    # Concurrent discoveries of one server serialize here; the last to write wins with a full, consistent set.
+    locked = McpServer.objects.select_for_update().get(pk=server.pk)
+    now = timezone.now()
+    manifest = [_clean_tool(t) for t in tools]
+    by_name = {t["name"]: t for t in manifest}
+    existing = {t.name: t for t in McpTool.objects.filter(server=locked)}
+    added, changed, removed = [], [], []
+    to_create, to_update = [], []
+    for name, tool in by_name.items():
+        digest = tool_digest(tool)
+        fields = {
+            "title": str(tool.get("title") or "")[:300],
+            "description": str(tool.get("description") or ""),
+            "input_schema": tool.get("inputSchema") if isinstance(tool.get("inputSchema"), dict) else {},
+            "output_schema": tool.get("outputSchema") if isinstance(tool.get("outputSchema"), dict) else None,
+            "annotations": tool.get("annotations") if isinstance(tool.get("annotations"), dict) else {},
+        }
+        row = existing.get(name)
+        if row is None:
+            to_create.append(McpTool(server=locked, name=name[:200], digest=digest, last_seen=now, **fields))
+            added.append(name)
+            continue
+        if row.removed_at is not None:
+            row.removed_at = None
+            added.append(name)
+        if row.digest != digest:
+            row.previous_digest, row.digest = row.digest, digest
+            row.changed_at = now
+            row.needs_review = True
+            changed.append(name)
+        for key, value in fields.items():
+            setattr(row, key, value)
+        row.last_seen = now
+        to_update.append(row)
+    for name, row in existing.items():
+        if name not in by_name and row.removed_at is None:
+            row.removed_at = now
+            to_update.append(row)
+            removed.append(name)
+    McpTool.objects.bulk_create(to_create)
+    if to_update:
+        McpTool.objects.bulk_update(
+            to_update,
+            [
+                "title",
+                "description",
+                "input_schema",
+                "output_schema",
+                "annotations",
+                "digest",
+                "previous_digest",
+                "changed_at",
+                "needs_review",
+                "removed_at",
+                "last_seen",
+            ],
+        )
+    reset = 0
+    if changed:
+        reset, _ = ToolApproval.objects.filter(
+            server=locked, tool_name__in=changed, approval_type=ApprovalType.ALWAYS
+        ).delete()
+    locked.status = ServerStatus.ACTIVE
+    locked.status_detail = ""
+    locked.protocol_version = description.protocol_version
+    locked.server_info = description.server_info
+    locked.capabilities = description.capabilities
+    locked.instructions = description.instructions[:20000]
+    locked.tools_manifest = manifest
+    locked.manifest_fetched_at = now
+    locked.save()
+    for attr in (
+        "status",
+        "status_detail",
+        "protocol_version",
+        "server_info",
+        "capabilities",
+        "instructions",
+        "tools_manifest",
+        "manifest_fetched_at",
+    ):
+        setattr(server, attr, getattr(locked, attr))
+    if added or changed or removed:
+        audit_record(
+            actor=actor,
+            action="mcp_server.tools_changed",
+            target=locked,
+            organization=locked.organization,
+            changes={
+                "added": [None, added],
+                "changed": [None, changed],
+                "removed": [None, removed],
+                "always_approvals_reset": [None, reset],
+            },
+            ip=ip,
+        )
+    return DiscoveryResult(
+        ok=True,
+        status=locked.status,
+        protocol_version=locked.protocol_version,
+        tools_count=len(manifest),
+        added=added,
+        changed=changed,
+        removed=removed,
+    )
+
+
+def discover_after_save(server: McpServer, *, actor=None, ip: str | None = None) -> DiscoveryResult | None:
+    """Discovery right after a create or a connection change (when enabled and the server can be reached)."""
+    from django.conf import settings
+
+    if not settings.MCP_DISCOVER_ON_SAVE or server.status != ServerStatus.PENDING_SETUP or not server.is_active:
+        return None
+    if server.auth_type == AuthType.OAUTH and credential_for(server, actor) is None:
+        return None  # nothing to connect with until the user signs in
+    return discover(server, actor=actor, ip=ip)

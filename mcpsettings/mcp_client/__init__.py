@@ -1,0 +1,19 @@
+"""Gatehouse's MCP protocol client (Streamable HTTP, on requests)."""
+
+from mcpsettings.mcp_client.client import (
+    HANDSHAKE_VERSIONS,
+    STATELESS_VERSION,
+    SUPPORTED_VERSIONS,
+    McpClient,
+    ServerDescription,
+)
+from mcpsettings.mcp_client.errors import McpError
+
+__all__ = [
+    "HANDSHAKE_VERSIONS",
+    "STATELESS_VERSION",
+    "SUPPORTED_VERSIONS",
+    "McpClient",
+    "McpError",
+    "ServerDescription",
+]

@@ -1,0 +1,362 @@
+"""A Streamable HTTP MCP client on `requests`.
+
+Speaks 2025-03-26, 2025-06-18 and 2025-11-25 (initialize handshake, session id) and 2026-07-28
+(no handshake: every POST names its version and method in headers and `params._meta`). It tries the
+newest first and falls back to the handshake when the server answers 400 or does not know
+`server/discover`. Every failure is an McpError with a human sentence.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin
+
+import requests
+from django.conf import settings
+
+from mcpsettings import safehttp, ssrf
+from mcpsettings.mcp_client import wire
+from mcpsettings.mcp_client.errors import McpError, ToolLimitExceeded
+
+STATELESS_VERSION = "2026-07-28"
+HANDSHAKE_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26")
+SUPPORTED_VERSIONS = (STATELESS_VERSION, *HANDSHAKE_VERSIONS)
+META_VERSION = "io.modelcontextprotocol/protocolVersion"
+META_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
+META_CLIENT_INFO = "io.modelcontextprotocol/clientInfo"
+META_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
+CLIENT_INFO = {"name": "gatehouse", "title": "Gatehouse MCP gateway", "version": "1.0"}
+CLIENT_CAPABILITIES: dict[str, Any] = {}
+MAX_REDIRECTS = 3
+
+
+@dataclass
+class ServerDescription:
+    protocol_version: str
+    server_info: dict[str, Any] = field(default_factory=dict)
+    capabilities: dict[str, Any] = field(default_factory=dict)
+    instructions: str = ""
+
+
+class McpClient:
+    """One conversation with one upstream server. Use as a context manager (it ends the session)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+        max_bytes: int | None = None,
+        versions: tuple[str, ...] = SUPPORTED_VERSIONS,
+        max_tools: int | None = None,
+        max_pages: int | None = None,
+        http: requests.Session | None = None,
+    ) -> None:
+        self.url = url
+        self.auth_headers = dict(headers or {})
+        self.timeout = float(timeout if timeout is not None else settings.MCP_HTTP_TIMEOUT)
+        self.max_bytes = int(max_bytes if max_bytes is not None else settings.MCP_MAX_RESPONSE_BYTES)
+        self.versions = tuple(v for v in versions if v in SUPPORTED_VERSIONS) or SUPPORTED_VERSIONS
+        self.max_tools = max_tools or getattr(settings, "MCP_MAX_TOOLS", 1000)
+        self.max_pages = max_pages or getattr(settings, "MCP_MAX_TOOL_PAGES", 100)
+        self.http = http or safehttp.session()
+        self._own_http = http is None
+        self._ids = itertools.count(1)
+        self.session_id: str | None = None
+        self.description: ServerDescription | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def __enter__(self) -> McpClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def protocol_version(self) -> str | None:
+        return self.description.protocol_version if self.description else None
+
+    @property
+    def stateless(self) -> bool:
+        return self.protocol_version == STATELESS_VERSION
+
+    def connect(self) -> ServerDescription:
+        if self.description is not None:
+            return self.description
+        if STATELESS_VERSION in self.versions:
+            try:
+                self.description = self._discover()
+                return self.description
+            except McpError as exc:
+                if not _means_no_stateless(exc) or not any(v in HANDSHAKE_VERSIONS for v in self.versions):
+                    raise
+        self.description = self._initialize()
+        return self.description
+
+    def close(self) -> None:
+        if self.session_id:
+            try:
+                self.http.delete(self.url, headers=self._headers(), timeout=min(self.timeout, 5), allow_redirects=False)
+            except requests.RequestException:
+                pass  # ending a session is a courtesy
+            self.session_id = None
+        if self._own_http:
+            self.http.close()
+
+    # --- operations -----------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Liveness check. 2026-07-28 has no ping; a server/discover round trip serves instead."""
+        if self.description is None:
+            self.connect()
+        self.request("server/discover" if self.stateless else "ping", {})
+
+    def list_tools(self) -> list[dict[str, Any]]:
+        tools: list[dict[str, Any]] = []
+        cursor = None
+        seen_cursors: set[str] = set()
+        for _ in range(self.max_pages):
+            params = {"cursor": cursor} if cursor else {}
+            result = self.request("tools/list", params)
+            page = result.get("tools")
+            if not isinstance(page, list):
+                raise McpError("protocol", "The server's tool list is malformed (no `tools` array).")
+            tools.extend(t for t in page if isinstance(t, dict) and isinstance(t.get("name"), str))
+            if len(tools) > self.max_tools:
+                raise ToolLimitExceeded(
+                    "too_large", f"The server offers more than {self.max_tools} tools, the most Gatehouse accepts."
+                )
+            cursor = result.get("nextCursor")
+            if not cursor:
+                return tools
+            if not isinstance(cursor, str) or cursor in seen_cursors:
+                raise McpError("protocol", "The server's tool list pages loop (the same cursor came back).")
+            seen_cursors.add(cursor)
+        raise McpError("protocol", f"The server's tool list did not end after {self.max_pages} pages.")
+
+    def call_tool(self, name: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+        result = self.request("tools/call", {"name": name, "arguments": arguments or {}})
+        if not isinstance(result.get("content", []), list):
+            raise McpError("protocol", "The server's tool result is malformed (`content` is not a list).")
+        return {
+            "content": result.get("content", []),
+            **({"structuredContent": result["structuredContent"]} if "structuredContent" in result else {}),
+            "isError": bool(result.get("isError", False)),
+        }
+
+    # --- protocol -------------------------------------------------------------------------
+
+    def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Send a request and return its `result`; JSON-RPC errors raise McpError(kind="protocol")."""
+        if self.description is None and method not in ("initialize", "server/discover"):
+            self.connect()
+        try:
+            return self._request_once(method, params)
+        except McpError as exc:
+            if exc.kind != "session" or self.stateless:
+                raise
+        # The server forgot our session (404): start again, once.
+        self.session_id = None
+        self.description = None
+        self.connect()
+        return self._request_once(method, params)
+
+    def _request_once(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        request_id = next(self._ids)
+        params = dict(params)
+        if self.stateless or method == "server/discover":
+            meta = dict(params.get("_meta") or {})
+            meta.update(
+                {META_VERSION: STATELESS_VERSION, META_CAPABILITIES: CLIENT_CAPABILITIES, META_CLIENT_INFO: CLIENT_INFO}
+            )
+            params["_meta"] = meta
+        message = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+        extra = {}
+        if self.stateless or method == "server/discover":
+            extra["Mcp-Method"] = method
+            if method == "tools/call":
+                extra["Mcp-Name"] = str(params.get("name", ""))
+        answer = self._post(
+            message,
+            extra,
+            expect_id=request_id,
+            version_override=(STATELESS_VERSION if method == "server/discover" else None),
+        )
+        if "error" in answer:
+            err = answer["error"] if isinstance(answer["error"], dict) else {}
+            code, text = err.get("code"), str(err.get("message", "unknown error"))[:500]
+            raise McpError(
+                "protocol", f"The server refused {method}: {text} (code {code}).", code=code, data=err.get("data")
+            )
+        result = answer.get("result")
+        if not isinstance(result, dict):
+            raise McpError("protocol", f"The server's answer to {method} has no result object.")
+        return result
+
+    def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
+        message = {"jsonrpc": "2.0", "method": method, **({"params": params} if params else {})}
+        self._post(message, {}, expect_id=None)
+
+    def _discover(self) -> ServerDescription:
+        result = self._request_once("server/discover", {})
+        version = STATELESS_VERSION
+        supported = result.get("supportedVersions") or result.get("protocolVersions")
+        if isinstance(supported, list) and supported and STATELESS_VERSION not in supported:
+            raise McpError("protocol", "The server does not support protocol 2026-07-28.", http_status=400)
+        meta = _dict(result.get("_meta"))
+        self.description = ServerDescription(
+            protocol_version=version,
+            server_info=_dict(result.get("serverInfo") or meta.get(META_SERVER_INFO)),
+            capabilities=_dict(result.get("capabilities")),
+            instructions=str(result.get("instructions") or ""),
+        )
+        return self.description
+
+    def _initialize(self) -> ServerDescription:
+        offered = next(v for v in self.versions if v in HANDSHAKE_VERSIONS)
+        result = self._request_once(
+            "initialize",
+            {"protocolVersion": offered, "capabilities": CLIENT_CAPABILITIES, "clientInfo": CLIENT_INFO},
+        )
+        version = result.get("protocolVersion")
+        if version not in HANDSHAKE_VERSIONS or version not in self.versions:
+            raise McpError(
+                "protocol",
+                f"The server speaks MCP version {str(version)[:40]!r}, which Gatehouse does not support "
+                f"(supported: {', '.join(HANDSHAKE_VERSIONS)}).",
+            )
+        self.description = ServerDescription(
+            protocol_version=version,
+            server_info=_dict(result.get("serverInfo")),
+            capabilities=_dict(result.get("capabilities")),
+            instructions=str(result.get("instructions") or ""),
+        )
+        self.notify("notifications/initialized")
+        return self.description
+
+    # --- HTTP -----------------------------------------------------------------------------
+
+    def _headers(self, version_override: str | None = None) -> dict[str, str]:
+        headers = {"Accept": "application/json, text/event-stream", **self.auth_headers}
+        version = version_override or self.protocol_version
+        if version:
+            headers["MCP-Protocol-Version"] = version
+        if self.session_id and not (version_override == STATELESS_VERSION):
+            headers["Mcp-Session-Id"] = self.session_id
+        return headers
+
+    def _post(self, message: dict, extra: dict[str, str], *, expect_id, version_override: str | None = None):
+        headers = {**self._headers(version_override), "Content-Type": "application/json", **extra}
+        deadline = time.monotonic() + self.timeout * 2
+        url = self.url
+        for _ in range(MAX_REDIRECTS + 1):
+            response = self._send(url, headers, message)
+            if response.status_code in (307, 308) and response.headers.get("Location"):
+                response.close()
+                url = urljoin(url, response.headers["Location"])
+                try:
+                    ssrf.validate_url(url, require_resolution=True)  # every hop is checked again
+                except ssrf.SSRFError as exc:
+                    raise McpError("blocked", f"The server redirected to a forbidden address: {exc}") from None
+                continue
+            break
+        else:
+            raise McpError("redirect", "The server redirected too many times.")
+        try:
+            return self._read(response, message, expect_id, deadline)
+        finally:
+            response.close()
+
+    def _send(self, url: str, headers: dict[str, str], message: dict) -> requests.Response:
+        try:
+            return self.http.post(
+                url,
+                json=message,
+                headers=headers,
+                timeout=(self.timeout, self.timeout),
+                stream=True,
+                allow_redirects=False,
+            )
+        except requests.exceptions.ConnectTimeout:
+            raise McpError("timeout", f"Connecting to the server timed out after {self.timeout:g} s.") from None
+        except requests.exceptions.ReadTimeout:
+            raise McpError("timeout", f"The server did not answer within {self.timeout:g} s.") from None
+        except requests.exceptions.SSLError:
+            raise McpError("unreachable", "The server's TLS certificate could not be verified.") from None
+        except requests.exceptions.ConnectionError as exc:
+            reason = safehttp.ssrf_reason(exc)
+            if reason:
+                raise McpError("blocked", reason) from None
+            raise McpError("unreachable", "The server cannot be reached (connection refused or reset).") from None
+        except requests.exceptions.RequestException:
+            raise McpError("unreachable", "The request to the server failed.") from None
+
+    def _read(self, response: requests.Response, message: dict, expect_id, deadline: float):
+        status = response.status_code
+        session = response.headers.get("Mcp-Session-Id")
+        if session and message.get("method") == "initialize" and status == 200:
+            self.session_id = session
+        if status == 202 and expect_id is None:
+            return None
+        if status == 401:
+            raise McpError(
+                "auth_required",
+                "The server needs authorization: connect your account or check the token.",
+                http_status=401,
+                www_authenticate=response.headers.get("WWW-Authenticate"),
+            )
+        if status == 403:
+            challenge = response.headers.get("WWW-Authenticate", "")
+            if "insufficient_scope" in challenge:
+                raise McpError(
+                    "forbidden",
+                    "The server needs wider permissions: reconnect with more scopes.",
+                    http_status=403,
+                    www_authenticate=challenge,
+                )
+            raise McpError("forbidden", "The server refused access (HTTP 403).", http_status=403)
+        if status == 404 and self.session_id and message.get("method") != "initialize":
+            raise McpError("session", "The server ended our session.", http_status=404)
+        if status == 400 and message.get("method") == "server/discover":
+            raise McpError("protocol", "The server does not accept protocol 2026-07-28.", http_status=400)
+        if status >= 400:
+            raise McpError("http", f"The server answered HTTP {status}" + _reason(response), http_status=status)
+        if expect_id is None:
+            return None
+        ctype = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if ctype == "text/event-stream":
+            return wire.read_sse(response, expect_id, self.max_bytes, deadline)
+        if ctype == "application/json":
+            payload = wire.read_json(response, self.max_bytes, deadline)
+            found = wire.find_response(payload, expect_id)
+            if found is None:
+                if isinstance(payload, dict) and payload.get("jsonrpc") != "2.0":
+                    raise McpError("not_mcp", "The server's answer is JSON but not JSON-RPC; is this an MCP endpoint?")
+                raise McpError("protocol", "The server's answer does not match our request.")
+            return found
+        raise McpError(
+            "not_mcp",
+            f"The server answered with {ctype or 'no content type'}, not JSON or an event stream; "
+            "is this an MCP endpoint?",
+            http_status=status,
+        )
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _reason(response: requests.Response) -> str:
+    return f" ({response.reason})." if response.reason else "."
+
+
+def _means_no_stateless(exc: McpError) -> bool:
+    """A server that does not speak 2026-07-28 says so with a 400, 404/405, or 'method not found'."""
+    if exc.kind in ("protocol", "http", "not_mcp") and exc.http_status in (400, 404, 405, 406, 415):
+        return True
+    return exc.kind == "protocol" and exc.code in (-32601, -32600, -32602, -32000)

@@ -1,0 +1,118 @@
+"""Reading an MCP answer off the wire: JSON or an SSE stream, with a size cap and a deadline."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import requests
+
+from mcpsettings.mcp_client.errors import McpError
+
+CHUNK = 16 * 1024
+
+
+def _chunks(response: requests.Response, max_bytes: int, deadline: float) -> Iterator[bytes]:
+    total = 0
+    try:
+        for chunk in response.iter_content(chunk_size=CHUNK):
+            if not chunk:
+                continue
+            total += len(chunk)
+            if total > max_bytes:
+                raise McpError("too_large", f"The server's answer is larger than the {max_bytes:,}-byte limit.")
+            if time.monotonic() > deadline:
+                raise McpError("timeout", "The server took too long to answer.")
+            yield chunk
+    except requests.exceptions.ConnectionError as exc:
+        if "Read timed out" in str(exc):
+            raise McpError("timeout", "The server stopped sending before the answer was complete.") from None
+        raise McpError("unreachable", "The connection to the server broke while it was answering.") from None
+    except requests.exceptions.Timeout:
+        raise McpError("timeout", "The server stopped sending before the answer was complete.") from None
+    except requests.exceptions.ChunkedEncodingError:
+        raise McpError("unreachable", "The connection to the server broke while it was answering.") from None
+
+
+def read_json(response: requests.Response, max_bytes: int, deadline: float) -> Any:
+    body = b"".join(_chunks(response, max_bytes, deadline))
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise McpError("not_mcp", "The server's answer is not valid JSON; is this an MCP endpoint?") from None
+
+
+def parse_sse_events(lines: Iterator[str]) -> Iterator[dict[str, str]]:
+    """Server-sent events from lines (line endings already removed). Yields {"event","data","id"}."""
+    data: list[str] = []
+    event = ""
+    event_id = ""
+    for line in lines:
+        if line == "":
+            if data:
+                yield {"event": event or "message", "data": "\n".join(data), "id": event_id}
+            data, event = [], ""
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if field == "data":
+            data.append(value)
+        elif field == "event":
+            event = value
+        elif field == "id":
+            event_id = value
+    if data:
+        yield {"event": event or "message", "data": "\n".join(data), "id": event_id}
+
+
+def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        while True:
+            # \r\n, \n and lone \r all end a line in SSE.
+            idx_n, idx_r = buffer.find(b"\n"), buffer.find(b"\r")
+            candidates = [i for i in (idx_n, idx_r) if i >= 0]
+            if not candidates:
+                break
+            idx = min(candidates)
+            if buffer[idx : idx + 1] == b"\r" and idx + 1 >= len(buffer):
+                break  # maybe \r\n split across chunks: wait for more
+            line, sep = buffer[:idx], buffer[idx : idx + 1]
+            step = 2 if sep == b"\r" and buffer[idx + 1 : idx + 2] == b"\n" else 1
+            buffer = buffer[idx + step :]
+            yield line.decode("utf-8", errors="replace")
+    if buffer:
+        yield buffer.rstrip(b"\r").decode("utf-8", errors="replace")
+
+
+def find_response(messages: Any, request_id: Any) -> dict | None:
+    """Our JSON-RPC response among one message or a batch; None if it is not there."""
+    items = messages if isinstance(messages, list) else [messages]
+    for msg in items:
+        if isinstance(msg, dict) and msg.get("id") == request_id and ("result" in msg or "error" in msg):
+            return msg
+    return None
+
+
+def read_sse(response: requests.Response, request_id: Any, max_bytes: int, deadline: float) -> dict:
+    """Read events until the response to `request_id`; skip priming events and notifications."""
+    for event in parse_sse_events(_lines(_chunks(response, max_bytes, deadline))):
+        if event["event"] not in ("message", ""):
+            continue
+        if not event["data"].strip():
+            continue
+        try:
+            message = json.loads(event["data"])
+        except ValueError:
+            raise McpError("protocol", "The server sent an event that is not valid JSON.") from None
+        found = find_response(message, request_id)
+        if found is not None:
+            response.close()
+            return found
+    raise McpError("protocol", "The server's event stream ended without an answer to our request.")

@@ -1,0 +1,156 @@
+"""A misbehaving HTTP server for fault tests: each path is one way an upstream can go wrong.
+
+It speaks just enough MCP (initialize, tools/list) to get the client to the fault. Requests in the
+2026-07-28 form get 400, like a server from before that revision, so the client falls back.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def _init_result(version: str) -> dict:
+    return {"protocolVersion": version, "capabilities": {"tools": {}}, "serverInfo": {"name": "faulty", "version": "0"}}
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: FaultServer
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def _send(self, status: int, body: bytes = b"", ctype: str = "application/json", headers: dict | None = None):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _rpc(self, msg_id, result) -> None:
+        self._send(200, json.dumps({"jsonrpc": "2.0", "id": msg_id, "result": result}).encode())
+
+    def do_DELETE(self) -> None:
+        self._send(200)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        try:
+            msg = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError:
+            msg = {}
+        self.server.requests.append((self.path, msg.get("method"), dict(self.headers)))
+        if self.headers.get("MCP-Protocol-Version") == "2026-07-28":
+            self._send(400, b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"unsupported"}}')
+            return
+        method, msg_id = msg.get("method"), msg.get("id")
+        if msg_id is None:  # a notification
+            self._send(202)
+            return
+        path = self.path.split("?")[0]
+        if method == "initialize" and path not in ("/500", "/notmcp", "/html", "/slow", "/huge"):
+            headers = {"Mcp-Session-Id": f"s{len(self.server.requests)}"}
+            body = json.dumps({"jsonrpc": "2.0", "id": msg_id, "result": _init_result("2025-06-18")}).encode()
+            self._send(200, body, headers=headers)
+            return
+        getattr(self, "fault_" + path.strip("/").replace("-", "_"), self.fault_404)(msg, msg_id)
+
+    def fault_404(self, msg, msg_id) -> None:
+        self._send(404, b"not found", "text/plain")
+
+    def fault_500(self, msg, msg_id) -> None:
+        self._send(500, b"<h1>Internal Server Error</h1>", "text/html")
+
+    def fault_notmcp(self, msg, msg_id) -> None:
+        self._send(200, b'{"hello": "world"}')
+
+    def fault_html(self, msg, msg_id) -> None:
+        self._send(200, b"<html><body>Login</body></html>", "text/html")
+
+    def fault_slow(self, msg, msg_id) -> None:
+        time.sleep(self.server.slow_seconds)
+        self._send(200, b"{}")
+
+    def fault_huge(self, msg, msg_id) -> None:
+        payload = json.dumps({"jsonrpc": "2.0", "id": msg_id, "result": {"x": "a" * self.server.huge_bytes}})
+        self._send(200, payload.encode())
+
+    def fault_broken_sse(self, msg, msg_id) -> None:
+        self._send(200, b"event: message\ndata: {not json at all\n\n", "text/event-stream")
+
+    def fault_truncated_sse(self, msg, msg_id) -> None:
+        self._send(200, b"event: message\ndata: \n\n: just a comment\n\n", "text/event-stream")
+
+    def fault_sse_lf(self, msg, msg_id) -> None:
+        """Priming event, a notification, then our answer, with bare \\n line endings."""
+        answer = {"jsonrpc": "2.0", "id": msg_id, "result": {"tools": [{"name": "lf_tool", "inputSchema": {}}]}}
+        body = (
+            "id: 1\ndata:\nretry: 500\n\n"
+            'event: message\ndata: {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info"}}\n\n'
+            f"id: 2\nevent: message\ndata: {json.dumps(answer)}\n\n"
+        )
+        self._send(200, body.encode(), "text/event-stream")
+
+    def fault_endless_stream(self, msg, msg_id) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        note = b'event: message\ndata: {"jsonrpc":"2.0","method":"notifications/progress","params":{}}\n\n'
+        try:
+            for _ in range(100_000):
+                self.wfile.write(note)
+                self.wfile.flush()
+        except OSError:
+            pass
+
+    def fault_endless_cursor(self, msg, msg_id) -> None:
+        cursor = int((msg.get("params") or {}).get("cursor") or 0)
+        self._rpc(msg_id, {"tools": [{"name": f"t{cursor}", "inputSchema": {}}], "nextCursor": str(cursor + 1)})
+
+    def fault_loop_cursor(self, msg, msg_id) -> None:
+        self._rpc(msg_id, {"tools": [{"name": "same", "inputSchema": {}}], "nextCursor": "again"})
+
+    def fault_redirect_private(self, msg, msg_id) -> None:
+        self._send(307, b"", headers={"Location": "http://169.254.169.254/latest/meta-data/"})
+
+    def fault_session_expire(self, msg, msg_id) -> None:
+        """The first tools/list after each initialize says the session is gone; the retry works."""
+        sid = self.headers.get("Mcp-Session-Id", "")
+        if sid not in self.server.expired:
+            self.server.expired.add(sid)
+            if len(self.server.expired) == 1:
+                self._send(404, b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Session not found"}}')
+                return
+        self._rpc(msg_id, {"tools": [{"name": "after_restart", "inputSchema": {}}]})
+
+    def fault_rpc_error(self, msg, msg_id) -> None:
+        body = {"jsonrpc": "2.0", "id": msg_id, "error": {"code": -32603, "message": "database on fire"}}
+        self._send(200, json.dumps(body).encode())
+
+
+class FaultServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.requests: list = []
+        self.expired: set[str] = set()
+        self.slow_seconds = 3.0
+        self.huge_bytes = 2_000_000
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/{path.lstrip('/')}"
+
+    def __enter__(self) -> FaultServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+        self.server_close()

@@ -1,0 +1,217 @@
+"""Real MCP servers for the tests, built with the official SDK (`mcp`), served by uvicorn on a free port.
+
+Modes:
+  sse        the SDK's default: stateful sessions, answers as server-sent events
+  json       `json_response=True`
+  stateless  `json_response=True, stateless_http=True`
+  priming    SSE with an event store, so answers start with an empty priming event (2025-11-25+)
+  legacy     as `sse`, but the 2026-07-28 form is refused with 400 (a server from before that revision)
+Wrappers: `token=` requires `Authorization: Bearer <token>` (401 with WWW-Authenticate otherwise).
+"""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+import socket
+import threading
+import time
+from typing import Any
+
+import uvicorn
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.streamable_http import EventMessage, EventStore
+from mcp_types import ListToolsResult, ToolAnnotations
+from pydantic import BaseModel
+from starlette.responses import JSONResponse
+
+MODES = ("sse", "json", "stateless", "priming", "legacy")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PagedServer(MCPServer):
+    """The SDK's server, with tools/list paged `page_size` at a time (cursor = offset)."""
+
+    page_size = 0
+
+    async def _handle_list_tools(self, ctx, params) -> ListToolsResult:
+        tools = await self.list_tools()
+        if not self.page_size:
+            return ListToolsResult(tools=tools)
+        start = int(params.cursor) if params is not None and params.cursor else 0
+        end = start + self.page_size
+        return ListToolsResult(tools=tools[start:end], next_cursor=str(end) if end < len(tools) else None)
+
+
+class Sum(BaseModel):
+    total: int
+
+
+def build_server(*, name: str = "peer", fillers: int = 0, page_size: int = 0, instructions: str = "") -> PagedServer:
+    server = PagedServer(name, version="1.2.3", instructions=instructions or "Peer for Gatehouse tests.")
+    server.page_size = page_size
+    server.calls = []  # what the peer received, for assertions
+
+    @server.tool(title="Echo", annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False))
+    def echo(text: str) -> str:
+        """Echo the text back."""
+        server.calls.append(("echo", {"text": text}))
+        return text
+
+    @server.tool(title="Add", annotations=ToolAnnotations(readOnlyHint=True, idempotentHint=True))
+    def add(a: int, b: int) -> Sum:
+        """Add two integers."""
+        server.calls.append(("add", {"a": a, "b": b}))
+        return Sum(total=a + b)
+
+    @server.tool(annotations=ToolAnnotations(destructiveHint=True, readOnlyHint=False))
+    def delete_everything(confirm: bool) -> str:
+        """Delete every record. Cannot be undone."""
+        server.calls.append(("delete_everything", {"confirm": confirm}))
+        return "deleted" if confirm else "nothing deleted"
+
+    @server.tool()
+    def fail(reason: str = "on purpose") -> str:
+        """Always fails."""
+        raise ToolError(f"failed {reason}")
+
+    @server.tool()
+    def mood() -> str:
+        """Report the current mood."""
+        return "calm"
+
+    for i in range(fillers):
+        server.add_tool(_filler(i), name=f"tool_{i:03d}", description=f"Filler tool number {i}.")
+    return server
+
+
+def _filler(i: int):
+    def fn() -> str:
+        return f"filler {i}"
+
+    return fn
+
+
+def set_description(server: MCPServer, tool: str, text: str) -> None:
+    """Change a tool's description in the running peer (a "rug pull" between two discoveries)."""
+    server._tool_manager.get_tool(tool).description = text
+
+
+class MemoryEventStore(EventStore):
+    """Enough of an event store to make the SDK send priming events and ids."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, Any]] = []
+        self.counter = itertools.count(1)
+
+    async def store_event(self, stream_id, message):
+        event_id = f"{stream_id}-{next(self.counter)}"
+        self.events.append((event_id, stream_id, message))
+        return event_id
+
+    async def replay_events_after(self, last_event_id, send_callback):
+        ids = [e[0] for e in self.events]
+        if last_event_id not in ids:
+            return None
+        i = ids.index(last_event_id)
+        stream = self.events[i][1]
+        for event_id, sid, msg in self.events[i + 1 :]:
+            if sid == stream and msg is not None:
+                await send_callback(EventMessage(msg, event_id))
+        return stream
+
+
+class RequireBearer:
+    """ASGI wrapper: 401 with a Bearer challenge unless the right token is presented."""
+
+    def __init__(self, app, token: str) -> None:
+        self.app, self.token = app, token
+        self.seen_tokens: list[str] = []
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            auth = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+            scheme, _, cred = auth.partition(" ")
+            self.seen_tokens.append(cred)
+            if scheme.lower() != "bearer" or not hmac.compare_digest(cred.strip(), self.token):
+                err = "invalid_token" if auth else "invalid_request"
+                response = JSONResponse(
+                    {"error": err}, status_code=401, headers={"WWW-Authenticate": f'Bearer realm="mcp", error="{err}"'}
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class RefuseModern:
+    """ASGI wrapper: behave like a server from before 2026-07-28 (400 to that revision's requests)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            version = dict(scope["headers"]).get(b"mcp-protocol-version", b"").decode()
+            if version == "2026-07-28":
+                response = JSONResponse(
+                    {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "Bad Request: version"}},
+                    status_code=400,
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class Peer:
+    """A running SDK server. Use as a context manager."""
+
+    def __init__(self, mode: str = "sse", *, token: str | None = None, server: PagedServer | None = None, **kw):
+        assert mode in MODES, mode
+        self.mode = mode
+        self.server = server or build_server(**kw)
+        options: dict[str, Any] = {}
+        if mode in ("json", "stateless"):
+            options["json_response"] = True
+        if mode == "stateless":
+            options["stateless_http"] = True
+        if mode == "priming":
+            options.update(event_store=MemoryEventStore(), retry_interval=1000)
+        app = self.server.streamable_http_app(**options)
+        if mode == "legacy":
+            app = RefuseModern(app)
+        if token:
+            app = RequireBearer(app, token)
+        self.app = app
+        self.port = free_port()
+        self.uvicorn = uvicorn.Server(
+            uvicorn.Config(
+                app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", timeout_graceful_shutdown=2
+            )
+        )
+        self.thread = threading.Thread(target=self.uvicorn.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    def __enter__(self) -> Peer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.uvicorn.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("The MCP peer did not start.")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.uvicorn.should_exit = True
+        self.thread.join(5)
+        if self.thread.is_alive():
+            self.uvicorn.force_exit = True
+            self.thread.join(5)
