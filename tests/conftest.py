@@ -10,7 +10,6 @@ from rest_framework.test import APIClient
 from accounts.models import Role
 from tests.factories import MembershipFactory, OrganizationFactory, make_api_key
 
-
 _real_connect = socket.socket.connect
 
 

@@ -60,3 +60,18 @@ def test_concurrent_gateway_creates_never_share_a_pool_endpoint(settings):
     assert all(isinstance(r, Gateway | Conflict) for r in results), results
     endpoints = list(Gateway.objects.values_list("endpoint", flat=True))
     assert sorted(endpoints) == sorted(pool)
+
+
+def test_concurrent_discovery_of_one_server_leaves_one_consistent_tool_set(settings):
+    from mcpsettings import discovery
+    from mcpsettings.models import McpTool
+    from tests.peers.sdk import Peer
+
+    settings.MCP_ALLOW_PRIVATE_NETWORKS = True
+    user = UserFactory()
+    with Peer("json") as peer:
+        server = services.server_create(actor=user, name="shared", endpoint_url=peer.url)
+        results = run_in_threads(8, lambda i: discovery.discover(McpServer.objects.get(pk=server.pk)))
+    assert all(getattr(r, "ok", False) for r in results), results
+    assert McpTool.objects.filter(server=server).count() == 5
+    assert McpServer.objects.get(pk=server.pk).status == "active"

@@ -171,7 +171,9 @@ class RefuseModern:
 class Peer:
     """A running SDK server. Use as a context manager."""
 
-    def __init__(self, mode: str = "sse", *, token: str | None = None, server: PagedServer | None = None, **kw):
+    def __init__(
+        self, mode: str = "sse", *, token: str | None = None, server: PagedServer | None = None, wrap=None, **kw
+    ):
         assert mode in MODES, mode
         self.mode = mode
         self.server = server or build_server(**kw)
@@ -187,6 +189,8 @@ class Peer:
             app = RefuseModern(app)
         if token:
             app = RequireBearer(app, token)
+        if wrap is not None:
+            app = wrap(app)
         self.app = app
         self.port = free_port()
         self.uvicorn = uvicorn.Server(
