@@ -168,6 +168,8 @@ SPECTACULAR_SETTINGS = {
 
 # Gatehouse-specific settings.
 MCP_ALLOW_PRIVATE_NETWORKS = env("MCP_ALLOW_PRIVATE_NETWORKS")
+# This site's public address (https in production): the OAuth redirect URI and client metadata live under it.
+GATEHOUSE_PUBLIC_URL = env("GATEHOUSE_PUBLIC_URL", default="")
 MCP_MAX_SERVERS_PER_USER = env("MCP_MAX_SERVERS_PER_USER")
 MCP_GATEWAY_URL_POOLS = env("MCP_GATEWAY_URL_POOLS")
 MCP_HTTP_TIMEOUT = env("MCP_HTTP_TIMEOUT")

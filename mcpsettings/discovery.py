@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import transaction
 from django.db.models import Q
@@ -22,6 +23,7 @@ from mcpsettings.mcp_client import McpClient, McpError
 from mcpsettings.models import AuthType, Credential, McpServer, McpTool, ServerStatus
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -73,16 +75,44 @@ def auth_headers(server: McpServer, credential: Credential | None) -> dict[str, 
     return {}
 
 
-def client_for(server: McpServer, user=None, **kwargs) -> McpClient:
-    return McpClient(server.endpoint_url, headers=auth_headers(server, credential_for(server, user)), **kwargs)
+def with_client(server: McpServer, user, work: Callable[[McpClient], T], **client_kwargs) -> T:
+    """Run `work` with a client holding the user's credential for this server.
+
+    OAuth tokens are refreshed first when they expire within a minute, and once more on a 401
+    (the provider may have revoked the access token early). OAuth failures become McpError.
+    """
+    from mcpsettings import oauth
+
+    try:
+        cred = credential_for(server, user)
+        if server.auth_type == AuthType.OAUTH:
+            cred = oauth.fresh(cred)
+        try:
+            with McpClient(server.endpoint_url, headers=auth_headers(server, cred), **client_kwargs) as client:
+                return work(client)
+        except McpError as exc:
+            if cred is not None and cred.user_id is not None and server.auth_type == AuthType.OAUTH:
+                if exc.kind == "auth_required" and cred.refresh_token:
+                    cred = oauth.refresh(cred, force=True)
+                    with McpClient(server.endpoint_url, headers=auth_headers(server, cred), **client_kwargs) as c:
+                        return work(c)
+                if exc.kind == "forbidden" and "insufficient_scope" in (exc.www_authenticate or ""):
+                    oauth.mark_insufficient_scope(cred, exc.www_authenticate or "")
+            raise
+    except oauth.ReconnectNeeded as exc:
+        raise McpError("reconnect_needed", str(exc)) from None
+    except oauth.OAuthError as exc:
+        raise McpError("auth_required", str(exc)) from None
 
 
 def discover(server: McpServer, *, actor=None, ip: str | None = None) -> DiscoveryResult:
     """Talk to the server (no database lock held meanwhile), then record the outcome in one transaction."""
+
+    def work(client: McpClient):
+        return client.connect(), client.list_tools()
+
     try:
-        with client_for(server, actor) as client:
-            description = client.connect()
-            tools = client.list_tools()
+        description, tools = with_client(server, actor, work)
     except McpError as exc:
         return _record_failure(server, exc, actor=actor, ip=ip)
     return _record_success(server, description, tools, actor=actor, ip=ip)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django import forms
 
 from accounts.models import Organization
-from mcpsettings.models import AuthType
+from mcpsettings.models import AuthType, RegistrationMode
 
 PERSONAL = "personal"
 GLOBAL = "global"
@@ -46,6 +46,54 @@ class McpServerForm(forms.Form):
         help_text="Untick to keep new tools blocked until someone allows them.",
     )
     clear_token = forms.BooleanField(label="Remove the stored token", required=False)
+    registration_mode = forms.ChoiceField(
+        label="OAuth client registration",
+        choices=RegistrationMode.choices,
+        initial=RegistrationMode.DCR,
+        required=False,
+        help_text="For OAuth servers. Manual: an admin registered Gatehouse at the provider.",
+    )
+    oauth_issuer_url = forms.CharField(
+        label="Authorization server (optional)",
+        required=False,
+        max_length=2048,
+        help_text="Only if the server does not publish its protected-resource metadata.",
+    )
+    scopes = forms.CharField(
+        label="Scopes (optional)",
+        required=False,
+        max_length=2000,
+        help_text="Space-separated; empty means what the server asks for.",
+    )
+    extra_auth_params = forms.CharField(
+        label="Extra authorization parameters",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="One key=value per line, e.g. audience=api.example.com",
+        max_length=4000,
+    )
+    oauth_client_id = forms.CharField(label="OAuth client ID", required=False, max_length=2048)
+    oauth_client_secret = forms.CharField(
+        label="OAuth client secret",
+        required=False,
+        max_length=4096,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only. Leave empty to keep the stored one.",
+    )
+
+    def clean_scopes(self) -> list[str]:
+        return self.cleaned_data["scopes"].split()
+
+    def clean_extra_auth_params(self) -> dict[str, str]:
+        params = {}
+        for line in self.cleaned_data["extra_auth_params"].splitlines():
+            if not line.strip():
+                continue
+            key, sep, value = line.partition("=")
+            if not sep or not key.strip():
+                raise forms.ValidationError(f"Write each line as key=value (not “{line[:40]}”).")
+            params[key.strip()] = value.strip()
+        return params
 
     def __init__(self, *args, user, editing: bool = False, has_token: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
@@ -78,3 +126,13 @@ class GatewayForm(forms.Form):
 
 class GatewaySourceForm(forms.Form):
     server_id = forms.UUIDField(label="Server")
+
+
+OAUTH_FIELDS = (
+    "registration_mode",
+    "oauth_issuer_url",
+    "scopes",
+    "extra_auth_params",
+    "oauth_client_id",
+    "oauth_client_secret",
+)

@@ -22,7 +22,9 @@ from mcpsettings.models import (
     Credential,
     Gateway,
     McpServer,
+    OAuthClient,
     OrgServerContext,
+    RegistrationMode,
     ServerStatus,
 )
 
@@ -159,6 +161,72 @@ def _set_credential(server: McpServer, token: str) -> bool:
     return True
 
 
+RESERVED_AUTH_PARAMS = {
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "code_challenge",
+    "code_challenge_method",
+    "state",
+    "resource",
+    "scope",
+}
+
+
+def _apply_oauth_fields(server: McpServer, data: dict[str, Any], errors: dict[str, Any]) -> None:
+    """OAuth settings of a server: issuer override, registration mode, scopes, extra authorization params."""
+    if "oauth_issuer_url" in data:
+        url = (data["oauth_issuer_url"] or "").strip()
+        if url:
+            try:
+                url = ssrf.validate_url(url).url
+            except ssrf.SSRFError as exc:
+                errors["oauth_issuer_url"] = [str(exc)]
+        server.oauth_issuer_url = url
+    if data.get("registration_mode"):
+        if data["registration_mode"] not in RegistrationMode.values:
+            errors["registration_mode"] = [f"Choose one of: {', '.join(RegistrationMode.values)}."]
+        else:
+            server.registration_mode = data["registration_mode"]
+    if "scopes" in data:
+        scopes = data["scopes"] or []
+        if isinstance(scopes, str):
+            scopes = scopes.split()
+        if not isinstance(scopes, list) or not all(isinstance(x, str) and x and " " not in x for x in scopes):
+            errors["scopes"] = ['Give scopes as a list of words, e.g. ["read", "write"].']
+        else:
+            server.scopes = scopes
+    if "extra_auth_params" in data:
+        params = data["extra_auth_params"] or {}
+        if not isinstance(params, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in params.items()
+        ):
+            errors["extra_auth_params"] = ['Give extra parameters as an object of strings, e.g. {"audience": "x"}.']
+        elif RESERVED_AUTH_PARAMS & set(params):
+            errors["extra_auth_params"] = [
+                f"These are set by Gatehouse: {', '.join(sorted(RESERVED_AUTH_PARAMS & set(params)))}."
+            ]
+        else:
+            server.extra_auth_params = params
+
+
+def _set_manual_client(server: McpServer, client_id: str, client_secret: str) -> bool:
+    """The client an admin registered at the provider by hand. Returns True if anything changed."""
+    client = OAuthClient.objects.filter(server=server, registration_mode=RegistrationMode.MANUAL).first()
+    if client is None:
+        client = OAuthClient(
+            server=server, registration_mode=RegistrationMode.MANUAL, issuer=server.oauth_issuer_url or ""
+        )
+    changed = False
+    if client_id and client_id != client.client_id:
+        client.client_id, changed = client_id, True
+    if client_secret:
+        client.client_secret, changed = client_secret, True
+    if changed:
+        client.save()
+    return changed
+
+
 def _audit_server(actor, action: str, server: McpServer, changes: dict, ip: str | None) -> None:
     audit_record(actor=actor, action=action, target=server, organization=server.organization, changes=changes, ip=ip)
 
@@ -185,9 +253,13 @@ def server_create(
     description: str = "",
     is_active: bool = True,
     new_tools_enabled: bool = True,
+    oauth: dict[str, Any] | None = None,
     ip: str | None = None,
 ) -> McpServer:
+    """Register a server. `oauth` may hold oauth_issuer_url, registration_mode, scopes, extra_auth_params,
+    oauth_client_id and oauth_client_secret (manual registration)."""
     errors: dict[str, Any] = {}
+    oauth = dict(oauth or {})
     try:
         name = clean_name(name)
     except ValidationError as exc:
@@ -232,10 +304,19 @@ def server_create(
         is_active=is_active,
         new_tools_enabled=new_tools_enabled,
         status=ServerStatus.PENDING_SETUP,
-        status_detail="Waiting for the first tool discovery.",
+        status_detail="Waiting for the first tool discovery."
+        if auth_type != AuthType.OAUTH
+        else "Connect your account to finish setting up.",
         created_by=actor,
         updated_by=actor,
     )
+    oauth_errors: dict[str, Any] = {}
+    _apply_oauth_fields(server, oauth, oauth_errors)
+    if auth_type == AuthType.OAUTH and server.registration_mode == RegistrationMode.MANUAL:
+        if not oauth.get("oauth_client_id"):
+            oauth_errors["oauth_client_id"] = ["Manual registration needs the client ID issued by the provider."]
+    if oauth_errors:
+        raise ValidationError(oauth_errors)
     if name_taken(server, name):
         raise ValidationError({"name": "A server with this name already exists here."})
     _save(server)
@@ -245,6 +326,11 @@ def server_create(
     if token:
         _set_credential(server, token)
         changes["token"] = [None, SECRET_MARK]
+    if auth_type == AuthType.OAUTH and server.registration_mode == RegistrationMode.MANUAL:
+        _set_manual_client(server, oauth.get("oauth_client_id", ""), oauth.get("oauth_client_secret", ""))
+        changes["oauth_client_id"] = [None, oauth.get("oauth_client_id")]
+        if oauth.get("oauth_client_secret"):
+            changes["oauth_client_secret"] = [None, SECRET_MARK]
     if orgs:
         changes["orgs"] = [None, sorted(o.slug for o in orgs)]
     _audit_server(actor, "mcp_server.create", server, changes, ip)
@@ -288,6 +374,7 @@ def server_update(*, actor: User, server: McpServer, data: dict[str, Any], ip: s
         errors.update(exc.message_dict)
     if server.auth_type not in (AuthType.HEADER,):
         server.header_name = ""
+    _apply_oauth_fields(server, data, errors)
     needs_token = server.auth_type in (AuthType.BEARER, AuthType.HEADER)
     existing = Credential.objects.filter(server=server, user__isnull=True).first()
     type_changed = before["auth_type"] != server.auth_type
@@ -307,6 +394,9 @@ def server_update(*, actor: User, server: McpServer, data: dict[str, Any], ip: s
         credential_changed = Credential.objects.filter(server=server, user__isnull=True).delete()[0] > 0
     if credential_changed:
         changes["token"] = [SECRET_MARK, SECRET_MARK]
+    if server.auth_type == AuthType.OAUTH and (data.get("oauth_client_id") or data.get("oauth_client_secret")):
+        if _set_manual_client(server, data.get("oauth_client_id") or "", data.get("oauth_client_secret") or ""):
+            changes["oauth_client"] = [SECRET_MARK, SECRET_MARK]
     if "endpoint_url" in changes or "auth_type" in changes or credential_changed:
         server.status = ServerStatus.PENDING_SETUP
         server.status_detail = "Settings changed; tools will be discovered again."

@@ -15,6 +15,7 @@ urlpatterns = [
     path("settings/mcps/<uuid:pk>/context/", views.server_context, name="server_context"),
     path("settings/mcps/<uuid:pk>/discover/", views.server_discover, name="server_discover"),
     path("settings/mcps/<uuid:pk>/connect/", views.server_connect, name="server_connect"),
+    path("settings/mcps/<uuid:pk>/disconnect/", views.server_disconnect, name="server_disconnect"),
     path("gateways/", views.gateway_list, name="gateway_list"),
     path("gateways/<uuid:pk>/", views.gateway_detail, name="gateway_detail"),
     path("gateways/<uuid:pk>/delete/", views.gateway_delete, name="gateway_delete"),

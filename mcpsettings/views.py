@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -11,9 +11,17 @@ from accounts.models import Organization
 from accounts.ratelimit import client_ip
 from accounts.views import apply_errors
 from config.errors import Conflict, NotVisible
-from mcpsettings import discovery, selectors, services
-from mcpsettings.forms import GLOBAL, PERSONAL, GatewayForm, GatewaySourceForm, McpServerForm, OrgContextForm
-from mcpsettings.models import Gateway, McpServer, McpTool, OrgServerContext
+from mcpsettings import discovery, oauth, selectors, services
+from mcpsettings.forms import (
+    GLOBAL,
+    OAUTH_FIELDS,
+    PERSONAL,
+    GatewayForm,
+    GatewaySourceForm,
+    McpServerForm,
+    OrgContextForm,
+)
+from mcpsettings.models import AuthType, Credential, Gateway, McpServer, McpTool, OrgServerContext
 
 
 def _server(request: HttpRequest, pk, *, include_deleted: bool = False) -> McpServer:
@@ -66,8 +74,9 @@ def server_list(request: HttpRequest) -> HttpResponse:
 def server_new(request: HttpRequest) -> HttpResponse:
     form = McpServerForm(request.POST or None, user=request.user)
     if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
+        data = dict(form.cleaned_data)
         owner = data.pop("owner")
+        oauth_data = {k: data.pop(k) for k in OAUTH_FIELDS}
         organization = None
         if owner not in (PERSONAL, GLOBAL):
             organization = Organization.objects.administered_by(request.user).filter(slug=owner).first()
@@ -76,6 +85,7 @@ def server_new(request: HttpRequest) -> HttpResponse:
                 actor=request.user,
                 organization=organization,
                 is_global=owner == GLOBAL,
+                oauth=oauth_data,
                 ip=client_ip(request),
                 **data,
             )
@@ -123,6 +133,11 @@ def server_edit(request: HttpRequest, pk) -> HttpResponse:
         "header_name": server.header_name,
         "is_active": server.is_active,
         "new_tools_enabled": server.new_tools_enabled,
+        "registration_mode": server.registration_mode,
+        "oauth_issuer_url": server.oauth_issuer_url,
+        "scopes": " ".join(server.scopes or []),
+        "extra_auth_params": "\n".join(f"{k}={v}" for k, v in (server.extra_auth_params or {}).items()),
+        "oauth_client_id": getattr(server.oauth_clients.filter(registration_mode="manual").first(), "client_id", ""),
     }
     form = McpServerForm(request.POST or None, user=request.user, editing=True, has_token=has_token, initial=initial)
     if request.method == "POST" and form.is_valid():
@@ -198,9 +213,58 @@ def server_context(request: HttpRequest, pk) -> HttpResponse:
 
 @login_required
 def server_connect(request: HttpRequest, pk) -> HttpResponse:
-    """Where a user connects their account to an OAuth server (the OAuth flow itself is mcpsettings/oauth.py)."""
+    """GET: the connection state and a Connect button. POST: start OAuth sign-in at the provider."""
     server = _server(request, pk)
-    return render(request, "mcpsettings/server_connect.html", {"server": server})
+    own = None
+    if server.auth_type == AuthType.OAUTH:
+        own = Credential.objects.filter(server=server, user=request.user).first()
+    error = None
+    if request.method == "POST":
+        if server.auth_type != AuthType.OAUTH:
+            raise Http404("This server does not use OAuth.")
+        step_up = ((own.metadata or {}).get("insufficient_scope") or "").split() if own else []
+        try:
+            url = oauth.begin(request, server, extra_scopes=step_up)
+        except oauth.OAuthError as exc:
+            error = str(exc)
+        else:
+            return redirect(url)
+    return render(
+        request,
+        "mcpsettings/server_connect.html",
+        {"server": server, "own": own, "error": error, "redirect_uri": oauth.redirect_uri(request)},
+        status=502 if error else 200,
+    )
+
+
+@login_required
+@require_POST
+def server_disconnect(request: HttpRequest, pk) -> HttpResponse:
+    server = _server(request, pk)
+    if oauth.disconnect(actor=request.user, server=server, ip=client_ip(request)):
+        messages.success(request, f"Disconnected from “{server.name}”; its tokens are deleted.")
+    return redirect("mcpsettings:server_detail", pk=server.pk)
+
+
+@login_required
+def oauth_callback(request: HttpRequest) -> HttpResponse:
+    """Where providers send the browser back (the redirect URI to register for manual clients)."""
+    try:
+        server, _ = oauth.complete(request, request.GET.dict())
+    except oauth.OAuthError as exc:
+        return render(request, "mcpsettings/oauth_error.html", {"error": str(exc), "code": exc.code}, status=400)
+    messages.success(request, f"Connected to “{server.name}”.")
+    _discover_and_tell(request, server, force=True)
+    return redirect("mcpsettings:server_detail", pk=server.pk)
+
+
+def oauth_client_metadata(request: HttpRequest) -> HttpResponse:
+    """Gatehouse's OAuth Client ID Metadata Document (its URL is the client_id)."""
+    try:
+        doc = oauth.client_metadata_document(request)
+    except oauth.OAuthError:
+        raise Http404("GATEHOUSE_PUBLIC_URL is not set.") from None
+    return JsonResponse(doc)
 
 
 # --- gateways ---------------------------------------------------------------------------------

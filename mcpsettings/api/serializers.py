@@ -3,7 +3,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from mcpsettings.models import AuthType, Gateway, McpServer, McpTool
+from mcpsettings.models import AuthType, Gateway, McpServer, McpTool, RegistrationMode
 
 
 class McpServerSerializer(serializers.ModelSerializer):
@@ -48,6 +48,11 @@ class McpServerSerializer(serializers.ModelSerializer):
             "manifest_fetched_at",
             "credential_updated_at",
             "can_manage",
+            "registration_mode",
+            "scopes",
+            "extra_auth_params",
+            "oauth_issuer_url",
+            "token_expires_at",
         ]
         read_only_fields = fields
 
@@ -65,6 +70,13 @@ class McpServerSerializer(serializers.ModelSerializer):
     def get_credential_updated_at(self, obj):
         cred = getattr(obj, "credential", None)
         return serializers.DateTimeField().to_representation(cred.updated_at) if cred and cred.is_set else None
+
+    token_expires_at = serializers.SerializerMethodField()
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_token_expires_at(self, obj):
+        cred = getattr(obj, "credential", None)
+        return serializers.DateTimeField().to_representation(cred.expires_at) if cred and cred.expires_at else None
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_org(self, obj) -> str | None:
@@ -113,6 +125,24 @@ class McpServerWriteSerializer(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
     is_active = serializers.BooleanField(required=False, default=True)
     new_tools_enabled = serializers.BooleanField(required=False, default=True)
+    oauth_issuer_url = serializers.CharField(required=False, allow_blank=True, max_length=2048)
+    registration_mode = serializers.ChoiceField(choices=RegistrationMode.values, required=False)
+    scopes = serializers.ListField(child=serializers.CharField(max_length=200), required=False)
+    extra_auth_params = serializers.DictField(child=serializers.CharField(max_length=2000), required=False)
+    oauth_client_id = serializers.CharField(required=False, allow_blank=True, max_length=2048, write_only=True)
+    oauth_client_secret = serializers.CharField(
+        required=False, allow_blank=True, max_length=4096, write_only=True, style={"input_type": "password"}
+    )
+
+
+OAUTH_WRITE_FIELDS = (
+    "oauth_issuer_url",
+    "registration_mode",
+    "scopes",
+    "extra_auth_params",
+    "oauth_client_id",
+    "oauth_client_secret",
+)
 
 
 class GatewaySerializer(serializers.ModelSerializer):

@@ -14,6 +14,7 @@ from accounts.models import Organization
 from accounts.ratelimit import client_ip
 from mcpsettings import discovery, selectors, services
 from mcpsettings.api.serializers import (
+    OAUTH_WRITE_FIELDS,
     ContextSerializer,
     DiscoverSerializer,
     GatewayListSerializer,
@@ -86,6 +87,7 @@ class McpServerListView(APIView):
             description=data.get("description", ""),
             is_active=data["is_active"],
             new_tools_enabled=data["new_tools_enabled"],
+            oauth={k: data[k] for k in OAUTH_WRITE_FIELDS if k in data},
             ip=client_ip(request),
         )
         discovery.discover_after_save(server, actor=request.user, ip=client_ip(request))
