@@ -75,3 +75,28 @@ def test_concurrent_discovery_of_one_server_leaves_one_consistent_tool_set(setti
     assert all(getattr(r, "ok", False) for r in results), results
     assert McpTool.objects.filter(server=server).count() == 5
     assert McpServer.objects.get(pk=server.pk).status == "active"
+
+
+def test_twenty_callers_with_an_expired_token_refresh_exactly_once(settings, client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from mcpsettings import discovery
+    from mcpsettings.models import Credential
+    from tests.mcpsettings.test_oauth import connect
+    from tests.peers.oauth_peer import OAuthPeer
+
+    settings.MCP_ALLOW_PRIVATE_NETWORKS = True
+    user = UserFactory()
+    with OAuthPeer() as peer:
+        server = services.server_create(actor=user, name="oauth", endpoint_url=peer.url, auth_type="oauth")
+        client.force_login(user)
+        connect(client, server)
+        Credential.objects.filter(server=server, user=user).update(expires_at=timezone.now() - timedelta(seconds=5))
+        peer.expire_access_tokens()
+        server = McpServer.objects.get(pk=server.pk)
+        results = run_in_threads(20, lambda i: discovery.with_client(server, user, lambda c: len(c.list_tools())))
+        refreshes = [r for r in peer.provider.token_requests if r.get("grant_type") == "refresh_token"]
+    assert results == [5] * 20, results
+    assert len(refreshes) == 1 and peer.provider.refresh_count == 1
