@@ -63,6 +63,7 @@ class AuthServer:
     issuer: str
     metadata: dict[str, Any]
     scopes: list[str] = field(default_factory=list)
+    scopes_supported: list[str] = field(default_factory=list)
     resource_metadata_url: str = ""
 
 
@@ -269,7 +270,15 @@ def discover_auth_server(server: McpServer) -> AuthServer:
         scopes = [str(s) for s in server.scopes]
     else:
         scopes = [str(s) for s in (prm or {}).get("scopes_supported") or []]
-    return AuthServer(resource=resource, issuer=issuer, metadata=metadata, scopes=scopes, resource_metadata_url=prm_url)
+    supported = [str(s) for s in (prm or {}).get("scopes_supported") or metadata.get("scopes_supported") or []]
+    return AuthServer(
+        resource=resource,
+        issuer=issuer,
+        metadata=metadata,
+        scopes=scopes,
+        scopes_supported=supported,
+        resource_metadata_url=prm_url,
+    )
 
 
 # --- clients -----------------------------------------------------------------------------------
@@ -344,8 +353,10 @@ def client_for(server: McpServer, auth: AuthServer, request=None) -> OAuthClient
         "response_types": ["code"],
         "token_endpoint_auth_method": "none",
     }
-    if auth.scopes:
-        body["scope"] = " ".join(auth.scopes)
+    # Register for every scope the server supports, so a later step-up needs no new registration.
+    registered = list(dict.fromkeys([*auth.scopes, *auth.scopes_supported]))
+    if registered:
+        body["scope"] = " ".join(registered)
     try:
         with _http() as http:
             res = http.post(endpoint, json=body, timeout=_timeout(), allow_redirects=False)
@@ -388,13 +399,20 @@ def _pkce() -> tuple[str, str]:
     return verifier, challenge
 
 
-def begin(request, server: McpServer, *, organization=None, extra_scopes: list[str] | None = None) -> str:
-    """Start sign-in: returns the provider URL to send the browser to. State lives in the user's session."""
+def begin(request, server: McpServer, *, organization=None, step_up: str | None = None) -> str:
+    """Start sign-in: returns the provider URL to send the browser to. State lives in the user's session.
+
+    `step_up`: the scope a 403 insufficient_scope asked for ("" when it named none: ask for every
+    scope the server supports).
+    """
     auth = discover_auth_server(server)
     client = client_for(server, auth, request)
     verifier, challenge = _pkce()
     state = secrets.token_urlsafe(32)
-    scopes = list(dict.fromkeys([*auth.scopes, *(extra_scopes or [])]))
+    extra: list[str] = []
+    if step_up is not None:
+        extra = step_up.split() or auth.scopes_supported
+    scopes = list(dict.fromkeys([*auth.scopes, *extra]))
     states = {k: v for k, v in request.session.get(SESSION_KEY, {}).items() if v.get("exp", 0) > time.time()}
     states[state] = {
         "server": str(server.pk),

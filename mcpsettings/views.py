@@ -222,9 +222,9 @@ def server_connect(request: HttpRequest, pk) -> HttpResponse:
     if request.method == "POST":
         if server.auth_type != AuthType.OAUTH:
             raise Http404("This server does not use OAuth.")
-        step_up = ((own.metadata or {}).get("insufficient_scope") or "").split() if own else []
+        step_up = (own.metadata or {}).get("insufficient_scope") if own else None
         try:
-            url = oauth.begin(request, server, extra_scopes=step_up)
+            url = oauth.begin(request, server, step_up=step_up)
         except oauth.OAuthError as exc:
             error = str(exc)
         else:

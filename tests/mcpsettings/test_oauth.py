@@ -301,3 +301,20 @@ def test_www_authenticate_parsing():
         "scope": "a b",
         "resource_metadata": "https://x/y",
     }
+
+
+def test_step_up_on_insufficient_scope(client, owner, peer):
+    server = make_server(owner, name="Narrow", endpoint_url=peer.url, auth_type="oauth", oauth={"scopes": ["mcp.read"]})
+    client.force_login(owner)
+    connect(client, server)
+    assert peer.provider.authorize_requests[-1]["scope"] == "mcp.read"
+    result = discovery.discover(McpServer.objects.get(pk=server.pk), actor=owner)
+    assert not result.ok and result.error.kind == "forbidden"
+    cred = Credential.objects.get(server=server, user=owner)
+    assert "insufficient_scope" in cred.metadata
+    page = client.get(f"/settings/mcps/{server.pk}/connect/").content.decode()
+    assert "asked for more permissions" in page and "Reconnect" in page
+    connect(client, server)  # reconnect asks for the wider scope
+    assert set(peer.provider.authorize_requests[-1]["scope"].split()) == {"mcp.read", "mcp.write"}
+    assert "insufficient_scope" not in Credential.objects.get(server=server, user=owner).metadata
+    assert discovery.discover(McpServer.objects.get(pk=server.pk), actor=owner).ok
