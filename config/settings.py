@@ -86,6 +86,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "governance.context_processors.nav",
             ],
         },
     },
@@ -183,6 +184,8 @@ GUEST_TTL = timedelta(hours=env("GUEST_TTL_HOURS"))
 LOGIN_RATE_LIMIT = (env.int("LOGIN_RATE_LIMIT", default=5), env.int("LOGIN_RATE_WINDOW", default=900))
 API_KEY_RATE_LIMIT = (env.int("API_KEY_RATE_LIMIT", default=20), env.int("API_KEY_RATE_WINDOW", default=60))
 API_KEY_LAST_USED_INTERVAL = timedelta(seconds=60)
+# How long an approval request waits for a person before it expires.
+APPROVAL_REQUEST_TTL_SECONDS = env.int("APPROVAL_REQUEST_TTL_SECONDS", default=3600)
 
 # Security headers and cookies; HSTS and secure cookies only where TLS is real.
 SECURE_CONTENT_TYPE_NOSNIFF = True

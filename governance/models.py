@@ -99,3 +99,181 @@ class ToolApproval(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tool_name}: {self.approval_type}"
+
+
+class ToolPermission(models.Model):
+    """Whether a tool may be used: an org-wide row (organization set) or a user's own row (user set).
+
+    Effective = the org allows it AND the user allows it; with no row, the server's default for new
+    tools applies. A user row can only take away what the org allows, never give back what it took.
+    """
+
+    server = models.ForeignKey("mcpsettings.McpServer", on_delete=models.CASCADE, related_name="tool_permissions")
+    tool_name = models.CharField(max_length=200)
+    organization = models.ForeignKey(
+        "accounts.Organization", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="tool_permissions"
+    )
+    is_enabled = models.BooleanField(default=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(organization__isnull=True) ^ Q(user__isnull=True),
+                name="governance_toolpermission_one_layer",
+            ),
+            models.UniqueConstraint(
+                fields=["server", "tool_name", "organization"],
+                condition=Q(organization__isnull=False),
+                name="governance_toolpermission_org_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["server", "tool_name", "user"],
+                condition=Q(user__isnull=False),
+                name="governance_toolpermission_user_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tool_name}: {'on' if self.is_enabled else 'off'}"
+
+
+class ApprovalStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    DENIED = "denied", "Denied"
+    EXPIRED = "expired", "Expired"
+    CONSUMED = "consumed", "Used"
+
+
+class ApprovalRequestQuerySet(models.QuerySet):
+    def visible_to(self, user) -> ApprovalRequestQuerySet:
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(user=user)
+
+    manageable_by = visible_to
+
+
+class ApprovalRequest(models.Model):
+    """A human-in-the-loop inbox item: an agent asked to run a tool that needs a person's yes."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="approval_requests")
+    api_key = models.ForeignKey("accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    server = models.ForeignKey("mcpsettings.McpServer", on_delete=models.CASCADE, related_name="approval_requests")
+    tool_name = models.CharField(max_length=200)
+    arguments = models.JSONField(default=dict, blank=True, help_text="Redacted.")
+    arguments_digest = models.CharField(max_length=64)
+    status = models.CharField(max_length=10, choices=ApprovalStatus.choices, default=ApprovalStatus.PENDING)
+    decision = models.CharField(max_length=10, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField()
+    consumed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ApprovalRequestQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "status", "created_at"], name="governance_approvalreq_inbox")]
+
+    def __str__(self) -> str:
+        return f"{self.tool_name} ({self.status})"
+
+
+class RequestLogQuerySet(models.QuerySet):
+    def visible_to(self, user) -> RequestLogQuerySet:
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(user=user)
+
+    def manageable_by(self, user) -> RequestLogQuerySet:
+        from accounts.models import Organization
+
+        if user.is_superuser:
+            return self
+        return self.filter(Q(user=user) | Q(organization__in=Organization.objects.administered_by(user)))
+
+
+class RequestLog(models.Model):
+    """One governed call, success or failure. Bodies are redacted before they are stored."""
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    api_key = models.ForeignKey("accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    server = models.ForeignKey(
+        "mcpsettings.McpServer", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    organization = models.ForeignKey(
+        "accounts.Organization", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    server_name = models.CharField(max_length=100, blank=True)
+    tool_name = models.CharField(max_length=200, blank=True)
+    method = models.CharField(max_length=50, default="tools/call")
+    via = models.CharField(max_length=10, default="api", help_text="api or mcp")
+    request_body = models.JSONField(default=dict, blank=True)
+    response_body = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=20)
+    status_code = models.PositiveSmallIntegerField()
+    duration_ms = models.PositiveIntegerField(default=0)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    error_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = RequestLogQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["user", "created_at"], name="governance_log_user_created"),
+            models.Index(fields=["server", "created_at"], name="governance_log_server_created"),
+            models.Index(fields=["created_at"], name="governance_log_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.server_name}/{self.tool_name} {self.status}"
+
+
+class UsageDaily(models.Model):
+    """Calls per (server, org, user, day), upserted in the same transaction as the log row."""
+
+    server = models.ForeignKey("mcpsettings.McpServer", null=True, on_delete=models.SET_NULL, related_name="+")
+    organization = models.ForeignKey(
+        "accounts.Organization", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    date = models.DateField()
+    request_count = models.PositiveIntegerField(default=0)
+    successful = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    total_duration_ms = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-date"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["server", "organization", "user", "date"],
+                condition=Q(organization__isnull=False),
+                name="governance_usagedaily_org_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["server", "user", "date"],
+                condition=Q(organization__isnull=True),
+                name="governance_usagedaily_personal_unique",
+            ),
+        ]
+        indexes = [models.Index(fields=["user", "date"], name="governance_usage_user_date")]
+
+    def __str__(self) -> str:
+        return f"{self.date}: {self.request_count}"

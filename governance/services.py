@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import Any
 
-from django.db import models
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import models, transaction
+from django.utils import timezone
 
 from governance.models import AuditEvent
 
@@ -66,3 +69,170 @@ def audit_record(
         changes=_jsonable(dict(changes or {})),
         ip=ip,
     )
+
+
+# --- tool settings and approvals ---------------------------------------------------------------
+
+DURATIONS = {"1h": timedelta(hours=1), "1d": timedelta(days=1), "7d": timedelta(days=7)}
+
+
+def parse_expires_in(value) -> timedelta | None:
+    """`expires_in`: seconds (int) or one of 1h, 1d, 7d; empty = no expiry."""
+    if value in (None, "", 0):
+        return None
+    if isinstance(value, str) and value in DURATIONS:
+        return DURATIONS[value]
+    try:
+        seconds = int(value)
+    except (TypeError, ValueError):
+        raise ValidationError({"expires_in": "Use a number of seconds, or 1h, 1d, 7d."}) from None
+    if seconds <= 0 or seconds > 366 * 86400:
+        raise ValidationError({"expires_in": "Use between 1 second and a year."})
+    return timedelta(seconds=seconds)
+
+
+@transaction.atomic
+def tool_settings_update(
+    *,
+    actor,
+    server,
+    tool_name: str,
+    is_enabled: bool | None = None,
+    approval: str | None = None,
+    expires_in=None,
+    layer: str | None = None,
+    ip: str | None = None,
+) -> None:
+    """Enable/disable a tool (org layer for org admins of an org server, else the actor's own layer)
+    and set the actor's approval for it (ask / always [until] / never)."""
+    from governance.models import ApprovalType, ToolApproval, ToolPermission
+    from mcpsettings.models import McpServer
+
+    manages = McpServer.objects.manageable_by(actor).filter(pk=server.pk).exists()
+    if is_enabled is not None:
+        use_org = server.organization_id is not None and manages and layer != "user"
+        if layer == "org" and not use_org:
+            raise PermissionDenied("Only the organization's owners and admins change tools for the whole org.")
+        if use_org:
+            lookup = {"organization": server.organization}
+            scope_label = "org"
+        else:
+            if is_enabled and server.organization_id:
+                org_row = ToolPermission.objects.filter(
+                    server=server, tool_name=tool_name, organization=server.organization
+                ).first()
+                if not (org_row.is_enabled if org_row else server.new_tools_enabled):
+                    raise PermissionDenied("The organization disabled this tool; only its admins can enable it.")
+            lookup = {"user": actor}
+            scope_label = "user"
+        row, created = ToolPermission.objects.select_for_update().get_or_create(
+            server=server, tool_name=tool_name, **lookup, defaults={"is_enabled": is_enabled, "updated_by": actor}
+        )
+        before = None if created else row.is_enabled
+        if not created and before != is_enabled:
+            row.is_enabled, row.updated_by = is_enabled, actor
+            row.save(update_fields=["is_enabled", "updated_by", "updated_at"])
+        if before != is_enabled:
+            audit_record(
+                actor=actor,
+                action=f"tool_permission.{scope_label}",
+                target=server,
+                organization=server.organization if scope_label == "org" else None,
+                changes={f"{tool_name}.is_enabled": [before, is_enabled]},
+                ip=ip,
+            )
+    if approval is not None:
+        if approval not in ("ask", "always", "never"):
+            raise ValidationError({"approval": "Choose ask, always or never."})
+        delta = parse_expires_in(expires_in) if approval == "always" else None
+        standing = ToolApproval.objects.filter(
+            user=actor, server=server, tool_name=tool_name, approval_type__in=(ApprovalType.ALWAYS, ApprovalType.NEVER)
+        )
+        before = standing.values_list("approval_type", flat=True).first() or "ask"
+        standing.delete()
+        expires_at = timezone.now() + delta if delta else None
+        if approval != "ask":
+            ToolApproval.objects.create(
+                user=actor,
+                server=server,
+                tool_name=tool_name,
+                approval_type=approval,
+                expires_at=expires_at,
+                created_by=actor,
+            )
+        audit_record(
+            actor=actor,
+            action="tool_approval.set",
+            target=server,
+            changes={f"{tool_name}.approval": [before, approval], "expires_at": [None, expires_at]},
+            ip=ip,
+        )
+
+
+@transaction.atomic
+def approval_decide(*, actor, approval_request, decision: str, expires_in=None, ip: str | None = None):
+    """A person's answer to an inbox item: once / always / never / deny."""
+    from governance.models import ApprovalRequest, ApprovalStatus, ApprovalType, ToolApproval
+
+    req = ApprovalRequest.objects.select_for_update().get(pk=approval_request.pk)
+    if req.user_id != actor.pk:
+        raise PermissionDenied("Only the person the agent acts for can decide.")
+    if decision not in ("once", "always", "never", "deny"):
+        raise ValidationError({"decision": "Choose once, always, never or deny."})
+    now = timezone.now()
+    if req.status == ApprovalStatus.PENDING and req.expires_at <= now:
+        req.status = ApprovalStatus.EXPIRED
+        req.save(update_fields=["status"])
+    if req.status != ApprovalStatus.PENDING:
+        raise ValidationError({"decision": f"This request is already {req.get_status_display().lower()}."})
+    delta = parse_expires_in(expires_in) if decision == "always" else None
+    if decision == "once":
+        ToolApproval.objects.create(
+            user=actor,
+            server=req.server,
+            tool_name=req.tool_name,
+            approval_type=ApprovalType.ONCE,
+            arguments_digest=req.arguments_digest,
+            created_by=actor,
+        )
+    elif decision in ("always", "never"):
+        ToolApproval.objects.filter(
+            user=actor,
+            server=req.server,
+            tool_name=req.tool_name,
+            approval_type__in=(ApprovalType.ALWAYS, ApprovalType.NEVER),
+        ).delete()
+        ToolApproval.objects.create(
+            user=actor,
+            server=req.server,
+            tool_name=req.tool_name,
+            approval_type=decision,
+            expires_at=now + delta if delta else None,
+            created_by=actor,
+        )
+    req.status = ApprovalStatus.DENIED if decision in ("never", "deny") else ApprovalStatus.APPROVED
+    req.decision = decision
+    req.decided_by = actor
+    req.decided_at = now
+    req.save(update_fields=["status", "decision", "decided_by", "decided_at"])
+    audit_record(
+        actor=actor,
+        action="approval.decide",
+        target=req.server,
+        changes={f"{req.tool_name}.decision": [None, decision], "request": [None, str(req.pk)]},
+        ip=ip,
+    )
+    return req
+
+
+def prune_logs(*, days: int) -> int:
+    """Delete request logs older than `days` days (usage rows stay). Returns how many went."""
+    from governance.models import RequestLog
+
+    cutoff = timezone.now() - timedelta(days=days)
+    total = 0
+    while True:
+        ids = list(RequestLog.objects.filter(created_at__lt=cutoff).values_list("pk", flat=True)[:5000])
+        if not ids:
+            return total
+        total += RequestLog.objects.filter(pk__in=ids).delete()[0]

@@ -106,6 +106,9 @@ class McpServer(models.Model):
     new_tools_enabled = models.BooleanField(
         default=True, help_text="Whether tools discovered later start enabled (else blocked until allowed)."
     )
+    auto_allow_read_only = models.BooleanField(
+        default=False, help_text="Run tools annotated read-only without asking a human."
+    )
     config = models.JSONField(default=dict, blank=True)
     # What the server told us at discovery.
     protocol_version = models.CharField(max_length=20, blank=True)

@@ -112,11 +112,20 @@ def server_detail(request: HttpRequest, pk) -> HttpResponse:
         (org, OrgContextForm(initial={"org": org.slug, "context": existing.get(org.pk, "")}, prefix=f"ctx-{org.slug}"))
         for org in context_orgs
     ]
-    tools = McpTool.objects.filter(server=server).order_by("removed_at", "name")
+    from governance.selectors import tool_views
+
+    views = tool_views(request.user, [server])
+    removed = McpTool.objects.filter(server=server, removed_at__isnull=False).order_by("name")
     return render(
         request,
         "mcpsettings/server_detail.html",
-        {"server": server, "context_forms": context_forms, "tools": tools},
+        {
+            "server": server,
+            "context_forms": context_forms,
+            "views": views,
+            "removed": removed,
+            "org_admin": server.organization_id is not None and server.can_manage,
+        },
     )
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from mcpsettings.models import AuthType, Gateway, McpServer, McpTool, RegistrationMode
+from mcpsettings.models import AuthType, Gateway, McpServer, RegistrationMode
 
 
 class McpServerSerializer(serializers.ModelSerializer):
@@ -213,27 +213,3 @@ class DiscoverSerializer(serializers.Serializer):
     tools_count = serializers.IntegerField(required=False)
     protocol_version = serializers.CharField(required=False)
     detail = serializers.CharField(required=False)
-
-
-class ToolSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = McpTool
-        fields = [
-            "name",
-            "title",
-            "description",
-            "input_schema",
-            "output_schema",
-            "annotations",
-            "digest",
-            "first_seen",
-            "last_seen",
-            "changed_at",
-            "needs_review",
-        ]
-        read_only_fields = fields
-
-
-class ToolListSerializer(serializers.Serializer):
-    tools = ToolSerializer(many=True)
-    count = serializers.IntegerField()

@@ -7,7 +7,6 @@ urlpatterns = [
     path("settings/mcps/<uuid:pk>", views.McpServerDetailView.as_view(), name="mcp-detail"),
     path("settings/mcps/<uuid:pk>/restore", views.McpServerRestoreView.as_view(), name="mcp-restore"),
     path("settings/mcps/<uuid:pk>/discover", views.McpServerDiscoverView.as_view(), name="mcp-discover"),
-    path("settings/mcps/<uuid:pk>/tools", views.McpServerToolsView.as_view(), name="mcp-tools"),
     path("context", views.ContextView.as_view(), name="context"),
     path("gateways", views.GatewayListView.as_view(), name="gateways"),
     path("gateways/<uuid:pk>", views.GatewayDetailView.as_view(), name="gateway-detail"),

@@ -24,10 +24,8 @@ from mcpsettings.api.serializers import (
     McpServerListSerializer,
     McpServerSerializer,
     McpServerWriteSerializer,
-    ToolListSerializer,
-    ToolSerializer,
 )
-from mcpsettings.models import Gateway, McpServer, McpTool
+from mcpsettings.models import Gateway, McpServer
 
 
 def _org_for(user, ref: str | None, field: str = "org") -> Organization | None:
@@ -153,14 +151,6 @@ class McpServerDiscoverView(APIView):
                 "removed": result.removed,
             }
         )
-
-
-class McpServerToolsView(APIView):
-    @extend_schema(responses=ToolListSerializer, operation_id="mcps_tools_list")
-    def get(self, request, pk):
-        server = _server(request, pk)
-        tools = list(McpTool.objects.filter(server=server).present().order_by("name"))
-        return Response({"tools": ToolSerializer(tools, many=True).data, "count": len(tools)})
 
 
 class ContextView(APIView):

@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from governance.models import ApprovalRequest, RequestLog, UsageDaily
+
+
+class AgentToolSerializer(serializers.Serializer):
+    server = serializers.CharField()
+    server_id = serializers.UUIDField()
+    name = serializers.CharField()
+    qualified_name = serializers.CharField()
+    title = serializers.CharField(allow_blank=True)
+    description = serializers.CharField(allow_blank=True)
+    input_schema = serializers.JSONField()
+    annotations = serializers.JSONField()
+    approval = serializers.CharField()
+    approval_expires_at = serializers.DateTimeField(allow_null=True)
+
+
+class AgentToolListSerializer(serializers.Serializer):
+    tools = AgentToolSerializer(many=True)
+    count = serializers.IntegerField()
+
+
+class ToolCallSerializer(serializers.Serializer):
+    server = serializers.CharField(help_text="Server id or name.")
+    tool = serializers.CharField(max_length=200)
+    arguments = serializers.DictField(required=False, default=dict)
+    approval_id = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+
+
+class ToolSettingsSerializer(serializers.Serializer):
+    is_enabled = serializers.BooleanField(required=False)
+    approval = serializers.ChoiceField(choices=["ask", "always", "never"], required=False)
+    expires_in = serializers.CharField(
+        required=False, allow_blank=True, allow_null=True, help_text="Seconds, or 1h / 1d / 7d (with approval=always)."
+    )
+    layer = serializers.ChoiceField(
+        choices=["org", "user"],
+        required=False,
+        help_text="org: for the whole organization (its admins); user: just you.",
+    )
+
+
+class ServerToolSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    title = serializers.CharField(allow_blank=True)
+    description = serializers.CharField(allow_blank=True)
+    input_schema = serializers.JSONField()
+    output_schema = serializers.JSONField(allow_null=True)
+    annotations = serializers.JSONField()
+    digest = serializers.CharField()
+    needs_review = serializers.BooleanField()
+    changed_at = serializers.DateTimeField(allow_null=True)
+    is_enabled = serializers.BooleanField()
+    org_enabled = serializers.BooleanField(allow_null=True)
+    user_enabled = serializers.BooleanField(allow_null=True)
+    approval = serializers.CharField()
+    approval_expires_at = serializers.DateTimeField(allow_null=True)
+    auto_approved = serializers.BooleanField()
+
+
+class ApprovalSerializer(serializers.ModelSerializer):
+    server = serializers.CharField(source="server.name")
+    server_id = serializers.UUIDField()
+    tool = serializers.CharField(source="tool_name")
+    annotations = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ApprovalRequest
+        fields = [
+            "id",
+            "status",
+            "server",
+            "server_id",
+            "tool",
+            "arguments",
+            "annotations",
+            "decision",
+            "decided_at",
+            "expires_at",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_annotations(self, obj) -> dict:
+        tools = self.context.get("annotations") or {}
+        return tools.get((obj.server_id, obj.tool_name), {})
+
+
+class ApprovalListSerializer(serializers.Serializer):
+    approvals = ApprovalSerializer(many=True)
+    count = serializers.IntegerField()
+
+
+class DecideSerializer(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=["once", "always", "never", "deny"])
+    expires_in = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+
+
+class RequestLogSerializer(serializers.ModelSerializer):
+    server = serializers.CharField(source="server_name")
+    tool = serializers.CharField(source="tool_name")
+
+    class Meta:
+        model = RequestLog
+        fields = [
+            "id",
+            "created_at",
+            "server",
+            "server_id",
+            "tool",
+            "method",
+            "via",
+            "status",
+            "status_code",
+            "duration_ms",
+            "request_body",
+            "response_body",
+            "error_message",
+            "ip",
+            "user_agent",
+        ]
+        read_only_fields = fields
+
+
+class UsageSerializer(serializers.ModelSerializer):
+    server = serializers.SerializerMethodField()
+    org = serializers.SerializerMethodField()
+
+    class Meta:
+        model = UsageDaily
+        fields = ["date", "server", "server_id", "org", "request_count", "successful", "failed", "total_duration_ms"]
+        read_only_fields = fields
+
+    def get_server(self, obj) -> str | None:
+        return obj.server.name if obj.server_id and obj.server else None
+
+    def get_org(self, obj) -> str | None:
+        return obj.organization.slug if obj.organization_id and obj.organization else None

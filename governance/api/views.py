@@ -1,0 +1,245 @@
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.authentication import key_from_header
+from accounts.ratelimit import client_ip
+from config.errors import NotVisible
+from governance import calls, selectors, services
+from governance.api.serializers import (
+    AgentToolListSerializer,
+    ApprovalListSerializer,
+    ApprovalSerializer,
+    DecideSerializer,
+    RequestLogSerializer,
+    ServerToolSerializer,
+    ToolCallSerializer,
+    ToolSettingsSerializer,
+    UsageSerializer,
+)
+from governance.models import ApprovalRequest, ApprovalStatus, RequestLog, UsageDaily
+from mcpsettings.api.views import _server
+from mcpsettings.models import McpTool
+
+
+def agent_tool(view: selectors.ToolView, slug: str) -> dict:
+    tool = view.tool
+    return {
+        "server": view.server.name,
+        "server_id": view.server.pk,
+        "name": tool.name,
+        "qualified_name": f"{slug}__{tool.name}",
+        "title": tool.title,
+        "description": tool.description,
+        "input_schema": tool.input_schema,
+        "annotations": tool.annotations,
+        "approval": view.approval,
+        "approval_expires_at": view.approval_expires_at,
+    }
+
+
+class AgentToolsView(APIView):
+    @extend_schema(responses=AgentToolListSerializer, operation_id="tools_list")
+    def get(self, request):
+        servers = selectors.usable_servers(request.user)
+        slugs = selectors.server_slugs(servers)
+        tools = [agent_tool(v, slugs[v.server.pk]) for v in selectors.tool_views(request.user, servers) if v.enabled]
+        return Response({"tools": tools, "count": len(tools)})
+
+
+class ToolCallView(APIView):
+    required_scopes = {"POST": "call"}
+
+    @extend_schema(
+        request=ToolCallSerializer,
+        responses={200: OpenApiResponse(description="result"), 202: OpenApiResponse(description="pending approval")},
+        operation_id="tools_call",
+    )
+    def post(self, request):
+        ser = ToolCallSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        data = ser.validated_data
+        outcome = calls.governed_call(
+            user=request.user,
+            server_ref=data["server"],
+            tool=data["tool"],
+            arguments=data.get("arguments") or {},
+            api_key=request.auth if hasattr(request.auth, "digest") else None,
+            raw_key=key_from_header(request),
+            approval_id=data.get("approval_id") or None,
+            ip=client_ip(request),
+            user_agent=request.META.get("HTTP_USER_AGENT", ""),
+        )
+        return Response(outcome.body, status=outcome.http_status)
+
+
+def server_tool(view: selectors.ToolView) -> dict:
+    tool = view.tool
+    return {
+        "name": tool.name,
+        "title": tool.title,
+        "description": tool.description,
+        "input_schema": tool.input_schema,
+        "output_schema": tool.output_schema,
+        "annotations": tool.annotations,
+        "digest": tool.digest,
+        "needs_review": tool.needs_review,
+        "changed_at": tool.changed_at,
+        "is_enabled": view.enabled,
+        "org_enabled": view.org_enabled,
+        "user_enabled": view.user_enabled,
+        "approval": view.approval,
+        "approval_expires_at": view.approval_expires_at,
+        "auto_approved": view.auto_approved,
+    }
+
+
+class ServerToolsView(APIView):
+    @extend_schema(responses=ServerToolSerializer(many=True), operation_id="mcps_tools_list")
+    def get(self, request, pk):
+        server = _server(request, pk)
+        views = selectors.tool_views(request.user, [server])
+        return Response({"tools": [server_tool(v) for v in views], "count": len(views)})
+
+
+class ServerToolDetailView(APIView):
+    @extend_schema(request=ToolSettingsSerializer, responses=ServerToolSerializer, operation_id="mcps_tools_update")
+    def patch(self, request, pk, tool):
+        server = _server(request, pk)
+        if not McpTool.objects.filter(server=server, name=tool).exists():
+            raise NotVisible
+        ser = ToolSettingsSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        data = ser.validated_data
+        services.tool_settings_update(
+            actor=request.user,
+            server=server,
+            tool_name=tool,
+            is_enabled=data.get("is_enabled"),
+            approval=data.get("approval"),
+            expires_in=data.get("expires_in"),
+            layer=data.get("layer"),
+            ip=client_ip(request),
+        )
+        return Response(server_tool(selectors.tool_view(request.user, server, tool)))
+
+    @extend_schema(responses=ServerToolSerializer, operation_id="mcps_tools_retrieve")
+    def get(self, request, pk, tool):
+        server = _server(request, pk)
+        view = selectors.tool_view(request.user, server, tool)
+        if view is None:
+            raise NotVisible
+        return Response(server_tool(view))
+
+
+def _annotations_for(approvals) -> dict:
+    keys = {(a.server_id, a.tool_name) for a in approvals}
+    if not keys:
+        return {}
+    rows = McpTool.objects.filter(server_id__in={k[0] for k in keys}, name__in={k[1] for k in keys})
+    return {(t.server_id, t.name): t.annotations for t in rows}
+
+
+STATUS_PARAM = OpenApiParameter("status", str, enum=[s.value for s in ApprovalStatus])
+
+
+class ApprovalListView(APIView):
+    @extend_schema(parameters=[STATUS_PARAM], responses=ApprovalListSerializer, operation_id="approvals_list")
+    def get(self, request):
+        calls.expire_stale_requests(request.user)
+        qs = ApprovalRequest.objects.visible_to(request.user).select_related("server")
+        wanted = request.query_params.get("status")
+        if wanted:
+            if wanted not in ApprovalStatus.values:
+                return Response({"status": [f"Choose one of: {', '.join(ApprovalStatus.values)}."]}, status=400)
+            qs = qs.filter(status=wanted)
+        items = list(qs[:500])
+        data = ApprovalSerializer(items, many=True, context={"annotations": _annotations_for(items)}).data
+        return Response({"approvals": data, "count": len(data)})
+
+
+def _approval(request, pk) -> ApprovalRequest:
+    item = ApprovalRequest.objects.visible_to(request.user).select_related("server").filter(pk=pk).first()
+    if item is None:
+        raise NotVisible
+    return item
+
+
+class ApprovalDetailView(APIView):
+    @extend_schema(responses=ApprovalSerializer, operation_id="approvals_retrieve")
+    def get(self, request, pk):
+        calls.expire_stale_requests(request.user)
+        item = _approval(request, pk)
+        return Response(ApprovalSerializer(item, context={"annotations": _annotations_for([item])}).data)
+
+
+class ApprovalDecideView(APIView):
+    # Deciding is a person's act: an agent key with only read/call cannot approve its own calls.
+    required_scopes = {"POST": "manage"}
+
+    @extend_schema(request=DecideSerializer, responses=ApprovalSerializer, operation_id="approvals_decide")
+    def post(self, request, pk):
+        item = _approval(request, pk)
+        ser = DecideSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        item = services.approval_decide(
+            actor=request.user,
+            approval_request=item,
+            decision=ser.validated_data["decision"],
+            expires_in=ser.validated_data.get("expires_in"),
+            ip=client_ip(request),
+        )
+        return Response(ApprovalSerializer(item, context={"annotations": _annotations_for([item])}).data)
+
+
+class LogPagination(CursorPagination):
+    page_size = 50
+    max_page_size = 500
+    page_size_query_param = "page_size"
+    ordering = ("-created_at", "-id")
+
+
+class LogListView(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("server", str), OpenApiParameter("status", str), OpenApiParameter("cursor", str)],
+        responses=RequestLogSerializer(many=True),
+        operation_id="logs_list",
+    )
+    def get(self, request):
+        qs = RequestLog.objects.visible_to(request.user)
+        server = request.query_params.get("server")
+        if server:
+            try:
+                qs = qs.filter(server_id=uuid.UUID(server))
+            except ValueError:
+                return Response({"server": ["Give a server id."]}, status=status.HTTP_400_BAD_REQUEST)
+        if request.query_params.get("status"):
+            qs = qs.filter(status=request.query_params["status"])
+        paginator = LogPagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(RequestLogSerializer(page, many=True).data)
+
+
+class UsageView(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("days", int)], responses=UsageSerializer(many=True), operation_id="usage_list"
+    )
+    def get(self, request):
+        try:
+            days = int(request.query_params.get("days", 30))
+        except ValueError:
+            return Response({"days": ["Give a whole number of days."]}, status=status.HTTP_400_BAD_REQUEST)
+        if not 1 <= days <= 366:
+            return Response({"days": ["Use 1 to 366 days."]}, status=status.HTTP_400_BAD_REQUEST)
+        since = timezone.localdate() - timedelta(days=days - 1)
+        rows = UsageDaily.objects.filter(user=request.user, date__gte=since).select_related("server", "organization")
+        data = UsageSerializer(rows.order_by("-date", "server_id"), many=True).data
+        return Response({"usage": data, "count": len(data), "days": days})

@@ -1,0 +1,121 @@
+"""Who may use which tool, and how: effective permissions and approval states, in a constant number of queries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Q
+from django.utils import timezone
+
+from governance.models import ApprovalType, ToolApproval, ToolPermission
+from mcpsettings.models import McpServer, McpTool
+
+ASK, ALWAYS, NEVER = "ask", "always", "never"
+
+
+@dataclass
+class ToolView:
+    server: McpServer
+    tool: McpTool
+    enabled: bool
+    org_enabled: bool | None  # None: the server has no org layer
+    user_enabled: bool | None  # None: no personal setting
+    approval: str
+    approval_expires_at: datetime | None = None
+    auto_approved: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.tool.name
+
+
+def usable_servers(user, *, server_ids=None) -> list[McpServer]:
+    qs = McpServer.objects.visible_to(user).live().filter(is_active=True).select_related("organization")
+    if server_ids is not None:
+        qs = qs.filter(pk__in=server_ids)
+    return list(qs.order_by("name"))
+
+
+def tool_views(user, servers: list[McpServer], *, tool_name: str | None = None) -> list[ToolView]:
+    """Every present tool of these servers with the user's effective permission and approval state.
+
+    Four queries whatever the number of servers and tools: tools, permissions, approvals (and the
+    caller's server query).
+    """
+    if not servers:
+        return []
+    by_id = {s.pk: s for s in servers}
+    tools_qs = McpTool.objects.present().filter(server_id__in=by_id).order_by("server_id", "name")
+    perms_qs = ToolPermission.objects.filter(server_id__in=by_id).filter(Q(user=user) | Q(organization__isnull=False))
+    approvals_qs = ToolApproval.objects.filter(
+        user=user, server_id__in=by_id, approval_type__in=(ApprovalType.ALWAYS, ApprovalType.NEVER)
+    )
+    if tool_name is not None:
+        tools_qs = tools_qs.filter(name=tool_name)
+        perms_qs = perms_qs.filter(tool_name=tool_name)
+        approvals_qs = approvals_qs.filter(tool_name=tool_name)
+    org_rows, user_rows = {}, {}
+    for p in perms_qs:
+        if p.user_id is not None:
+            user_rows[(p.server_id, p.tool_name)] = p.is_enabled
+        elif p.organization_id == by_id[p.server_id].organization_id:
+            org_rows[(p.server_id, p.tool_name)] = p.is_enabled
+    now = timezone.now()
+    standing = {}
+    for a in approvals_qs:
+        if a.approval_type == ApprovalType.NEVER or a.expires_at is None or a.expires_at > now:
+            standing[(a.server_id, a.tool_name)] = a
+    views = []
+    for tool in tools_qs:
+        server = by_id[tool.server_id]
+        key = (server.pk, tool.name)
+        user_enabled = user_rows.get(key)
+        if server.organization_id:
+            org_enabled = org_rows.get(key, server.new_tools_enabled)
+            enabled = org_enabled and (user_enabled is not False)
+        else:
+            org_enabled = None
+            enabled = user_enabled if user_enabled is not None else server.new_tools_enabled
+        approval, expires, auto = ASK, None, False
+        record = standing.get(key)
+        if record is not None:
+            approval, expires = record.approval_type, record.expires_at
+        elif server.auto_allow_read_only and (tool.annotations or {}).get("readOnlyHint") is True:
+            approval, auto = ALWAYS, True
+        views.append(
+            ToolView(
+                server=server,
+                tool=tool,
+                enabled=enabled,
+                org_enabled=org_enabled,
+                user_enabled=user_enabled,
+                approval=approval,
+                approval_expires_at=expires,
+                auto_approved=auto,
+            )
+        )
+    return views
+
+
+def tool_view(user, server: McpServer, tool_name: str) -> ToolView | None:
+    found = tool_views(user, [server], tool_name=tool_name)
+    return found[0] if found else None
+
+
+def server_slugs(servers: list[McpServer]) -> dict:
+    """A short, unique, spec-safe slug per server (for `<server-slug>__<tool>` names)."""
+    import re
+
+    from django.utils.text import slugify
+
+    slugs: dict = {}
+    taken: set[str] = set()
+    for server in sorted(servers, key=lambda s: (s.created_at, str(s.pk))):
+        base = re.sub(r"[^a-z0-9_]", "_", slugify(server.name).replace("-", "_"))[:32].strip("_") or "server"
+        slug = base
+        if slug in taken:
+            slug = f"{base}_{str(server.pk)[:6]}"
+        taken.add(slug)
+        slugs[server.pk] = slug
+    return slugs

@@ -1,0 +1,224 @@
+from __future__ import annotations
+
+import statistics
+from datetime import timedelta
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from accounts.models import Organization
+from accounts.ratelimit import client_ip
+from governance import calls, services
+from governance.api.views import _annotations_for
+from governance.models import ApprovalRequest, ApprovalStatus, AuditEvent, RequestLog, UsageDaily
+from mcpsettings.models import McpServer, McpTool
+
+DECISIONS = [
+    ("once", "Allow once", None),
+    ("always_1h", "Allow for 1 hour", "1h"),
+    ("always", "Always allow", None),
+    ("never", "Never allow", None),
+    ("deny", "Deny", None),
+]
+
+
+@login_required
+def approvals(request: HttpRequest) -> HttpResponse:
+    calls.expire_stale_requests(request.user)
+    qs = ApprovalRequest.objects.visible_to(request.user).select_related("server", "decided_by")
+    pending = list(qs.filter(status=ApprovalStatus.PENDING).order_by("created_at"))
+    history = list(qs.exclude(status=ApprovalStatus.PENDING)[:100])
+    annotations = _annotations_for(pending + history)
+    for item in pending + history:
+        item.annotations = annotations.get((item.server_id, item.tool_name), {})
+    return render(
+        request, "governance/approvals.html", {"pending": pending, "history": history, "decisions": DECISIONS}
+    )
+
+
+@login_required
+@require_POST
+def approval_decide(request: HttpRequest, pk) -> HttpResponse:
+    item = ApprovalRequest.objects.visible_to(request.user).filter(pk=pk).first()
+    if item is None:
+        raise Http404("No such request.")
+    choice = request.POST.get("decision", "")
+    match = next((d for d in DECISIONS if d[0] == choice), None)
+    if match is None:
+        messages.error(request, "Choose a decision.")
+        return redirect("governance:approvals")
+    decision = "always" if choice.startswith("always") else choice
+    try:
+        services.approval_decide(
+            actor=request.user, approval_request=item, decision=decision, expires_in=match[2], ip=client_ip(request)
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"{match[1]}: {item.tool_name} on {item.server.name}.")
+    return redirect("governance:approvals")
+
+
+@login_required
+@require_POST
+def tool_settings(request: HttpRequest, pk, tool: str) -> HttpResponse:
+    """The enable switch and approval selector of one tool on the server page."""
+    server = McpServer.objects.visible_to(request.user).live().filter(pk=pk).first()
+    if server is None or not McpTool.objects.filter(server=server, name=tool).exists():
+        raise Http404("No such tool.")
+    approval = request.POST.get("approval") or None
+    expires_in = None
+    if approval == "always_1h":
+        approval, expires_in = "always", "1h"
+    enabled = request.POST.get("is_enabled")
+    try:
+        services.tool_settings_update(
+            actor=request.user,
+            server=server,
+            tool_name=tool,
+            is_enabled=None if enabled is None else enabled in ("1", "true", "on"),
+            approval=approval,
+            expires_in=expires_in,
+            layer=request.POST.get("layer") or None,
+            ip=client_ip(request),
+        )
+    except (ValidationError, PermissionDenied) as exc:
+        messages.error(request, " ".join(getattr(exc, "messages", [str(exc)])))
+    else:
+        messages.success(request, f"Saved {tool}.")
+    return redirect("mcpsettings:server_detail", pk=server.pk)
+
+
+def daily_series(user, days: int = 14) -> list[dict]:
+    """Per day: requests, failures (from usage rows) and median latency (from that day's logs)."""
+    today = timezone.localdate()
+    start = today - timedelta(days=days - 1)
+    rows = UsageDaily.objects.filter(user=user, date__gte=start)
+    per_day = {start + timedelta(days=i): {"requests": 0, "failed": 0, "median": 0} for i in range(days)}
+    for row in rows:
+        per_day[row.date]["requests"] += row.request_count
+        per_day[row.date]["failed"] += row.failed
+    since = timezone.now() - timedelta(days=days)
+    durations: dict = {}
+    for created, duration in RequestLog.objects.filter(user=user, created_at__gte=since).values_list(
+        "created_at", "duration_ms"
+    )[:50000]:
+        durations.setdefault(timezone.localdate(created), []).append(duration)
+    for day, values in durations.items():
+        if day in per_day:
+            per_day[day]["median"] = int(statistics.median(values))
+    return [{"date": d, **v} for d, v in sorted(per_day.items())]
+
+
+def chart(series: list[dict], width: int = 700, height: int = 180) -> dict:
+    """Coordinates for the inline SVG chart (bars: requests and failures; line: median latency)."""
+    pad = 30
+    n = max(len(series), 1)
+    top = max([s["requests"] for s in series] + [1])
+    top_ms = max([s["median"] for s in series] + [1])
+    slot = (width - 2 * pad) / n
+    bars, points = [], []
+    for i, s in enumerate(series):
+        x = pad + i * slot
+        h = (height - 2 * pad) * s["requests"] / top
+        fh = (height - 2 * pad) * s["failed"] / top
+        bars.append(
+            {
+                "x": round(x + slot * 0.15, 1),
+                "w": round(slot * 0.7, 1),
+                "y": round(height - pad - h, 1),
+                "h": round(h, 1),
+                "fy": round(height - pad - fh, 1),
+                "fh": round(fh, 1),
+                **s,
+                "label": s["date"].strftime("%d %b"),
+            }
+        )
+        points.append(f"{x + slot / 2:.1f},{height - pad - (height - 2 * pad) * s['median'] / top_ms:.1f}")
+    return {
+        "width": width,
+        "height": height,
+        "bars": bars,
+        "line": " ".join(points),
+        "top": top,
+        "top_ms": top_ms,
+        "base": height - pad,
+    }
+
+
+@login_required
+def activity(request: HttpRequest) -> HttpResponse:
+    qs = RequestLog.objects.visible_to(request.user)
+    servers = McpServer.objects.visible_to(request.user).only("id", "name").order_by("name")
+    server_filter = request.GET.get("server", "")
+    status_filter = request.GET.get("status", "")
+    if server_filter:
+        qs = (
+            qs.filter(server_id__in=servers.filter(pk=server_filter).values("pk"))
+            if _is_uuid(server_filter)
+            else qs.none()
+        )
+    if status_filter:
+        qs = qs.filter(status=status_filter)
+    page = Paginator(
+        qs.only(
+            "id",
+            "created_at",
+            "server_name",
+            "tool_name",
+            "status",
+            "status_code",
+            "duration_ms",
+            "error_message",
+            "via",
+        ),
+        50,
+    ).get_page(request.GET.get("page"))
+    series = daily_series(request.user)
+    context = {
+        "page": page,
+        "servers": servers,
+        "server_filter": server_filter,
+        "status_filter": status_filter,
+        "statuses": [
+            "ok",
+            "tool_error",
+            "tool_disabled",
+            "approval_denied",
+            "server_inactive",
+            "upstream_error",
+            "upstream_timeout",
+            "reconnect_needed",
+            "not_found",
+        ],
+        "series": series,
+        "chart": chart(series),
+        "today": series[-1] if series else {"requests": 0, "failed": 0},
+    }
+    return render(request, "governance/activity.html", context)
+
+
+def _is_uuid(value: str) -> bool:
+    import uuid
+
+    try:
+        uuid.UUID(value)
+        return True
+    except ValueError:
+        return False
+
+
+@login_required
+def audit(request: HttpRequest) -> HttpResponse:
+    """Org admins see their orgs' audit trail; superusers see everything."""
+    if not (request.user.is_superuser or Organization.objects.administered_by(request.user).exists()):
+        raise PermissionDenied("The audit log is for organization owners and admins.")
+    qs = AuditEvent.objects.visible_to(request.user).select_related("actor", "organization")
+    page = Paginator(qs, 50).get_page(request.GET.get("page"))
+    return render(request, "governance/audit.html", {"page": page})
