@@ -100,3 +100,32 @@ def test_twenty_callers_with_an_expired_token_refresh_exactly_once(settings, cli
         refreshes = [r for r in peer.provider.token_requests if r.get("grant_type") == "refresh_token"]
     assert results == [5] * 20, results
     assert len(refreshes) == 1 and peer.provider.refresh_count == 1
+
+
+def test_one_once_approval_lets_exactly_one_of_twenty_concurrent_calls_through(settings):
+    from governance import calls
+    from governance.models import ToolApproval
+    from mcpsettings import discovery
+    from tests.peers.sdk import Peer
+
+    settings.MCP_ALLOW_PRIVATE_NETWORKS = True
+    user = UserFactory()
+    with Peer("json") as peer:
+        server = services.server_create(actor=user, name="p", endpoint_url=peer.url)
+        assert discovery.discover(server).ok
+        args = {"text": "only once"}
+        ToolApproval.objects.create(
+            user=user,
+            server=server,
+            tool_name="echo",
+            approval_type="once",
+            arguments_digest=calls.arguments_digest(server, "echo", args),
+        )
+        before = len(peer.server.calls)
+        results = run_in_threads(
+            20, lambda i: calls.governed_call(user=user, server_ref=str(server.pk), tool="echo", arguments=args)
+        )
+        ran = len(peer.server.calls) - before
+    statuses = sorted(r.http_status for r in results)
+    assert statuses.count(200) == 1 and statuses.count(202) == 19, statuses
+    assert ran == 1
