@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from mcpsettings.models import ServerChildQuerySet
+
 
 class AuditEventQuerySet(models.QuerySet):
     def visible_to(self, user) -> AuditEventQuerySet:
@@ -66,6 +68,20 @@ class ApprovalType(models.TextChoices):
     NEVER = "never", "Never"
 
 
+class OwnRowsQuerySet(models.QuerySet):
+    """Rows that belong to a user: they see their own; superusers see all."""
+
+    def visible_to(self, user):
+        if not user.is_authenticated:
+            return self.none()
+        return self.filter(user=user)
+
+    def manageable_by(self, user):
+        if user.is_authenticated and user.is_superuser:
+            return self
+        return self.visible_to(user)
+
+
 class ToolApproval(models.Model):
     """A user's standing decision about a tool. No row means: ask a human."""
 
@@ -81,6 +97,8 @@ class ToolApproval(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = OwnRowsQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
@@ -122,6 +140,8 @@ class ToolPermission(models.Model):
     )
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = ServerChildQuerySet.as_manager()
+
     class Meta:
         constraints = [
             models.CheckConstraint(
@@ -152,13 +172,8 @@ class ApprovalStatus(models.TextChoices):
     CONSUMED = "consumed", "Used"
 
 
-class ApprovalRequestQuerySet(models.QuerySet):
-    def visible_to(self, user) -> ApprovalRequestQuerySet:
-        if not user.is_authenticated:
-            return self.none()
-        return self.filter(user=user)
-
-    manageable_by = visible_to
+class ApprovalRequestQuerySet(OwnRowsQuerySet):
+    pass
 
 
 class ApprovalRequest(models.Model):
@@ -258,6 +273,8 @@ class UsageDaily(models.Model):
     successful = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     total_duration_ms = models.BigIntegerField(default=0)
+
+    objects = RequestLogQuerySet.as_manager()
 
     class Meta:
         ordering = ["-date"]

@@ -8,7 +8,7 @@ from accounts.admin import TenantAdmin
 from accounts.models import Organization
 from accounts.ratelimit import client_ip
 from mcpsettings import services
-from mcpsettings.models import AuthType, Credential, Gateway, McpServer, OAuthClient, OrgServerContext
+from mcpsettings.models import AuthType, Credential, Gateway, McpServer, McpTool, OAuthClient, OrgServerContext
 
 
 class McpServerAdminForm(forms.ModelForm):
@@ -243,6 +243,35 @@ class GatewayAdmin(TenantAdmin):
     search_fields = ("name", "slug", "endpoint", "owner__email")
     list_select_related = ("owner",)
     fields = ("id", "owner", "name", "slug", "endpoint", "sources", "created_at", "updated_at", "deleted_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(McpTool)
+class McpToolAdmin(TenantAdmin):
+    org_admin_can_change = False
+    list_display = ("name", "server", "needs_review", "changed_at", "removed_at", "last_seen")
+    list_filter = ("needs_review",)
+    search_fields = ("name", "server__name", "description")
+    list_select_related = ("server",)
+    fields = (
+        "server",
+        "name",
+        "title",
+        "description",
+        "input_schema",
+        "output_schema",
+        "annotations",
+        "digest",
+        "previous_digest",
+        "first_seen",
+        "last_seen",
+        "changed_at",
+        "needs_review",
+        "removed_at",
+    )
     readonly_fields = fields
 
     def has_add_permission(self, request) -> bool:

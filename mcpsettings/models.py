@@ -181,7 +181,14 @@ class McpServer(models.Model):
         return "operator"
 
 
-class McpToolQuerySet(models.QuerySet):
+class ServerChildQuerySet(models.QuerySet):
+    """For rows that belong to a server: visible and manageable with the server."""
+
+    def manageable_by(self, user):
+        return self.filter(server__in=McpServer.objects.manageable_by(user).values("pk"))
+
+
+class McpToolQuerySet(ServerChildQuerySet):
     def present(self) -> McpToolQuerySet:
         return self.filter(removed_at__isnull=True)
 
@@ -222,13 +229,6 @@ class TokenStatus(models.TextChoices):
     VALID = "valid", "Valid"
     EXPIRED = "expired", "Expired"
     REFRESH_FAILED = "refresh_failed", "Refresh failed"
-
-
-class ServerChildQuerySet(models.QuerySet):
-    """For rows that belong to a server: visible and manageable with the server."""
-
-    def manageable_by(self, user):
-        return self.filter(server__in=McpServer.objects.manageable_by(user).values("pk"))
 
 
 class Credential(models.Model):

@@ -39,6 +39,34 @@ def world(db):
     )
     mcp_services.org_context_set(actor=member_b, organization=org_b, server=server_b, context="bravo-context")
     mcp_services.gateway_create(actor=member_b, name="bravo-gateway", source_ids=[server_b.pk])
+    from django.utils import timezone
+
+    from governance.models import ApprovalRequest, RequestLog, ToolApproval, ToolPermission, UsageDaily
+    from mcpsettings.models import McpTool
+
+    McpTool.objects.create(server=server_b, name="bravo_tool", digest="0" * 64, last_seen=timezone.now())
+    ToolPermission.objects.create(server=server_b, tool_name="bravo_tool", organization=org_b, is_enabled=False)
+    ToolApproval.objects.create(user=member_b, server=server_b, tool_name="bravo_tool", approval_type="always")
+    ApprovalRequest.objects.create(
+        user=member_b,
+        server=server_b,
+        tool_name="bravo_tool",
+        arguments={"q": "bravo-arg"},
+        arguments_digest="1" * 64,
+        expires_at=timezone.now(),
+    )
+    RequestLog.objects.create(
+        user=member_b,
+        server=server_b,
+        organization=org_b,
+        server_name="bravo-server",
+        tool_name="bravo_tool",
+        status="ok",
+        status_code=200,
+    )
+    UsageDaily.objects.create(
+        server=server_b, organization=org_b, user=member_b, date=timezone.localdate(), request_count=1
+    )
     return {
         "a": org_a,
         "b": org_b,
@@ -61,7 +89,15 @@ def b_objects(world):
         Credential.objects.get(server__name="bravo-server"),
         OrgServerContext.objects.get(context="bravo-context"),
         Gateway.objects.get(name="bravo-gateway"),
+        *[m.objects.get() for m in _governance_models()],
     ]
+
+
+def _governance_models():
+    from governance.models import ApprovalRequest, RequestLog, ToolApproval, ToolPermission, UsageDaily
+    from mcpsettings.models import McpTool
+
+    return [McpTool, ToolPermission, ToolApproval, ApprovalRequest, RequestLog, UsageDaily]
 
 
 def test_org_admin_of_a_sees_nothing_of_b_on_any_admin_page(client, world):
