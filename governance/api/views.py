@@ -78,7 +78,10 @@ class ToolCallView(APIView):
             ip=client_ip(request),
             user_agent=request.META.get("HTTP_USER_AGENT", ""),
         )
-        return Response(outcome.body, status=outcome.http_status)
+        body = outcome.body
+        if body.get("approve_url", "").startswith("/"):
+            body = {**body, "approve_url": request.build_absolute_uri(body["approve_url"])}
+        return Response(body, status=outcome.http_status)
 
 
 def server_tool(view: selectors.ToolView) -> dict:
