@@ -5,6 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts import views as account_views
+from mcpsettings import endpoint as mcp_endpoint
 from mcpsettings import views as mcp_views
 
 
@@ -29,6 +30,8 @@ api_v1 = [
 urlpatterns = [
     path("", account_views.home, name="home"),
     path("healthz", healthz, name="healthz"),
+    path("mcp", mcp_endpoint.mcp_endpoint, name="mcp"),
+    path("mcp/<slug:slug>", mcp_endpoint.mcp_endpoint, name="mcp_gateway"),
     path("oauth/callback", mcp_views.oauth_callback, name="oauth_callback"),
     path("oauth/client-metadata.json", mcp_views.oauth_client_metadata, name="oauth_client_metadata"),
     path("admin/", admin.site.urls),

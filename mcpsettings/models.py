@@ -398,3 +398,23 @@ class Gateway(models.Model):
     @property
     def is_deleted(self) -> bool:
         return self.deleted_at is not None
+
+
+class McpSession(models.Model):
+    """A session of an MCP client with Gatehouse's own endpoint (handshake protocol versions).
+
+    Only a digest of the session id is stored; the session is bound to the API key's user.
+    """
+
+    id = models.CharField(primary_key=True, max_length=64, help_text="SHA-256 of the session id.")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    api_key = models.ForeignKey("accounts.ApiKey", null=True, on_delete=models.CASCADE, related_name="+")
+    gateway = models.ForeignKey(Gateway, null=True, blank=True, on_delete=models.CASCADE, related_name="sessions")
+    protocol_version = models.CharField(max_length=20)
+    client_info = models.JSONField(default=dict, blank=True)
+    client_capabilities = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"MCP session {self.id[:8]}"

@@ -16,6 +16,7 @@ RESOLVES = {
     "mixed.example.test": ["93.184.216.34", "192.168.0.5"],
     "example.com": ["93.184.216.34"],
     "mcp.example.com": ["93.184.216.34"],
+    "localhost": ["127.0.0.1"],  # the live test server (refused by name by the SSRF rules anyway)
 }
 
 
@@ -30,6 +31,8 @@ def bad_urls() -> list[tuple[str, str]]:
 
 def fake_getaddrinfo(base: dict[str, list[str]]):
     def getaddrinfo(host, port, *args, **kwargs):
+        if isinstance(host, bytes):
+            host = host.decode("idna")
         host = host.rstrip(".").lower() if isinstance(host, str) else host
         try:
             ipaddress.ip_address(host)

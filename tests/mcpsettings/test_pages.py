@@ -145,6 +145,8 @@ def test_gateway_pages(client, owner, outsider):
     assert list(gateway.sources.all()) == [server]
     page = client.get(f"/gateways/{gateway.pk}/").content.decode()
     assert f"/mcp/{gateway.slug}" in page and "Src" in page
+    assert "&quot;mcpServers&quot;" in page and f"http://testserver/mcp/{gateway.slug}" in page
+    assert "Bearer &lt;your Gatehouse API key&gt;" in page
     client.post(f"/gateways/{gateway.pk}/", {"server_id": str(server.pk), "remove": "1"})
     assert gateway.sources.count() == 0
     assert client.post("/gateways/", {"name": ""}).status_code == 400

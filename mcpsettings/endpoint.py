@@ -1,0 +1,414 @@
+"""Gatehouse as an MCP server: `POST /mcp` (every tool the key's user may use) and `POST /mcp/<gateway-slug>`.
+
+Streamable HTTP with JSON answers. Protocol versions 2025-03-26, 2025-06-18 and 2025-11-25 use the
+initialize handshake and a session; 2026-07-28 is stateless (server/discover, per-request `_meta`,
+`Mcp-Method`/`Mcp-Name` headers checked against the body). Tool names are `<server-slug>__<tool>`.
+Every tools/call runs the governed-call service, exactly like `POST /api/v1/tools/call`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from rest_framework.exceptions import AuthenticationFailed, Throttled
+
+from accounts.authentication import key_from_header, resolve_api_key
+from accounts.ratelimit import client_ip
+from governance import calls
+from governance.selectors import server_slugs, tool_views, usable_servers
+from mcpsettings import selectors as mcp_selectors
+from mcpsettings.models import Gateway, McpSession
+
+HANDSHAKE_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26")
+STATELESS_VERSION = "2026-07-28"
+SERVER_INFO = {"name": "gatehouse", "title": "Gatehouse", "version": "1.0"}
+PAGE_SIZE = 200
+MAX_BODY = 1024 * 1024
+META_VERSION = "io.modelcontextprotocol/protocolVersion"
+META_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
+
+PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL = -32700, -32600, -32601, -32602, -32603
+HEADER_MISMATCH, UNSUPPORTED_VERSION, URL_ELICITATION_REQUIRED = -32020, -32022, -32042
+
+
+class RpcError(Exception):
+    def __init__(self, code: int, message: str, data: Any = None, http_status: int = 200) -> None:
+        super().__init__(message)
+        self.code, self.message, self.data, self.http_status = code, message, data, http_status
+
+
+@dataclass
+class Context:
+    request: HttpRequest
+    user: Any
+    api_key: Any
+    raw_key: str
+    gateway: Gateway | None
+    version: str
+    capabilities: dict
+
+
+def _error(msg_id, code: int, message: str, data: Any = None) -> dict:
+    err = {"code": code, "message": message}
+    if data is not None:
+        err["data"] = data
+    return {"jsonrpc": "2.0", "id": msg_id, "error": err}
+
+
+def _json(payload, status: int = 200, headers: dict | None = None) -> JsonResponse:
+    response = JsonResponse(payload, status=status, safe=False, json_dumps_params={"ensure_ascii": False})
+    for key, value in (headers or {}).items():
+        response[key] = value
+    return response
+
+
+def _unauthorized(detail: str) -> JsonResponse:
+    return _json(
+        {"error": "invalid_token", "error_description": detail},
+        401,
+        {"WWW-Authenticate": f'Bearer realm="gatehouse", error="invalid_token", error_description="{detail}"'},
+    )
+
+
+def _origin_allowed(request: HttpRequest) -> bool:
+    origin = request.META.get("HTTP_ORIGIN")
+    if not origin:
+        return True
+    host = request.get_host()
+    parsed = urlsplit(origin)
+    if parsed.netloc == host:
+        return True
+    return origin.rstrip("/") in {o.rstrip("/") for o in settings.CSRF_TRUSTED_ORIGINS}
+
+
+def _session_digest(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+@csrf_exempt
+def mcp_endpoint(request: HttpRequest, slug: str | None = None) -> HttpResponse:
+    if not _origin_allowed(request):
+        return _json({"error": "forbidden", "error_description": "Origin not allowed."}, 403)
+    if request.method not in ("POST", "DELETE"):
+        response = _json(_error(None, INVALID_REQUEST, "Use POST (or DELETE to end a session)."), 405)
+        response["Allow"] = "POST, DELETE"
+        return response
+    raw_key = key_from_header(request)
+    if raw_key is None:
+        return _unauthorized("Send Authorization: Bearer <Gatehouse API key>.")
+    try:
+        key = resolve_api_key(raw_key, client_ip(request))
+    except Throttled as exc:
+        return _json({"error": "rate_limited", "error_description": str(exc.detail)}, 429)
+    except AuthenticationFailed as exc:
+        return _unauthorized(str(exc.detail))
+    gateway = None
+    if slug is not None:
+        gateway = Gateway.objects.visible_to(key.user).live().filter(slug=slug).first()
+        if gateway is None:
+            return _json(_error(None, INVALID_REQUEST, "No such gateway."), 404)
+
+    session_id = request.META.get("HTTP_MCP_SESSION_ID")
+    session = None
+    if session_id:
+        session = McpSession.objects.filter(pk=_session_digest(session_id), user=key.user).first()
+        if session is None or (session.gateway_id != (gateway.pk if gateway else None)):
+            return _json(_error(None, INVALID_REQUEST, "Session not found; initialize again."), 404)
+    if request.method == "DELETE":
+        if session is None:
+            return _json(_error(None, INVALID_REQUEST, "Send the Mcp-Session-Id to end."), 400)
+        session.delete()
+        return HttpResponse(status=200)
+
+    if len(request.body) > MAX_BODY:
+        return _json(_error(None, INVALID_REQUEST, "The request is too large."), 413)
+    try:
+        message = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError):
+        return _json(_error(None, PARSE_ERROR, "Parse error: the body is not JSON."), 400)
+
+    header_version = request.META.get("HTTP_MCP_PROTOCOL_VERSION", "")
+    version = session.protocol_version if session else header_version
+    ctx = Context(
+        request=request,
+        user=key.user,
+        api_key=key,
+        raw_key=raw_key,
+        gateway=gateway,
+        version=version or "",
+        capabilities=session.client_capabilities if session else {},
+    )
+    if isinstance(message, list):
+        if not message:
+            return _json(_error(None, INVALID_REQUEST, "Empty batch."), 400)
+        answers = [a for a in (_handle(ctx, m, session, header_version) for m in message) if a is not None]
+        return _json(answers) if answers else HttpResponse(status=202)
+    answer = _handle(ctx, message, session, header_version)
+    if answer is None:
+        return HttpResponse(status=202)
+    if isinstance(answer, HttpResponse):
+        return answer
+    status = answer.pop("_http_status", 200) if isinstance(answer, dict) else 200
+    headers = answer.pop("_headers", {}) if isinstance(answer, dict) else {}
+    return _json(answer, status, headers)
+
+
+def _handle(ctx: Context, message: Any, session, header_version: str):
+    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+        return {
+            **_error(
+                message.get("id") if isinstance(message, dict) else None, INVALID_REQUEST, "Not a JSON-RPC 2.0 message."
+            ),
+            "_http_status": 400,
+        }
+    msg_id = message.get("id")
+    method = message.get("method")
+    if not isinstance(method, str):
+        if "result" in message or "error" in message:
+            return None  # a response to something we never ask; ignore
+        return {**_error(msg_id, INVALID_REQUEST, "`method` must be a string."), "_http_status": 400}
+    if msg_id is not None and (not isinstance(msg_id, (str, int)) or isinstance(msg_id, bool)):
+        return {**_error(None, INVALID_REQUEST, "`id` must be a string or a number."), "_http_status": 400}
+    params = message.get("params", {})
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        return _error(msg_id, INVALID_PARAMS, "`params` must be an object.") if msg_id is not None else None
+    is_notification = "id" not in message
+    try:
+        if header_version == STATELESS_VERSION:
+            _check_stateless(ctx, method, params)
+            ctx.version = STATELESS_VERSION
+            ctx.capabilities = params.get("_meta", {}).get(META_CAPABILITIES) or {}
+        elif method != "initialize" and session is None and not is_notification:
+            raise RpcError(
+                INVALID_REQUEST, "Initialize first (no Mcp-Session-Id), or use protocol 2026-07-28.", http_status=400
+            )
+        result = _dispatch(ctx, method, params, is_notification)
+    except RpcError as exc:
+        if is_notification:
+            return None
+        return {**_error(msg_id, exc.code, exc.message, exc.data), "_http_status": exc.http_status}
+    if is_notification:
+        return None
+    if isinstance(result, tuple):  # initialize: (result, headers)
+        result, headers = result
+        return {"jsonrpc": "2.0", "id": msg_id, "result": result, "_headers": headers}
+    if ctx.version == STATELESS_VERSION and isinstance(result, dict):
+        # 2026-07-28 results say they are complete; cacheable ones say for how long (not at all).
+        result = {**result, "resultType": "complete"}
+        if method.endswith("/list") or method == "server/discover":
+            result.update(ttlMs=0, cacheScope="private")
+    return {"jsonrpc": "2.0", "id": msg_id, "result": result}
+
+
+def _check_stateless(ctx: Context, method: str, params: dict) -> None:
+    meta = params.get("_meta")
+    if not isinstance(meta, dict) or META_VERSION not in meta or META_CAPABILITIES not in meta:
+        raise RpcError(
+            INVALID_PARAMS, f"params._meta must carry {META_VERSION} and {META_CAPABILITIES}.", http_status=400
+        )
+    if meta[META_VERSION] != STATELESS_VERSION:
+        raise RpcError(HEADER_MISMATCH, "MCP-Protocol-Version header and params._meta disagree.", http_status=400)
+    header_method = ctx.request.META.get("HTTP_MCP_METHOD")
+    if header_method != method:
+        raise RpcError(HEADER_MISMATCH, "The Mcp-Method header does not match the body's method.", http_status=400)
+    if method == "tools/call" and ctx.request.META.get("HTTP_MCP_NAME") != params.get("name"):
+        raise RpcError(HEADER_MISMATCH, "The Mcp-Name header does not match params.name.", http_status=400)
+
+
+def _require_scope(ctx: Context, scope: str) -> None:
+    if not ctx.api_key.has_scope(scope):
+        raise RpcError(INVALID_REQUEST, f"This API key lacks the `{scope}` scope.", http_status=403)
+
+
+def _dispatch(ctx: Context, method: str, params: dict, is_notification: bool):
+    if method == "initialize":
+        return _initialize(ctx, params)
+    if method.startswith("notifications/"):
+        return None
+    if method == "ping":
+        return {}
+    if method == "server/discover":
+        if ctx.version != STATELESS_VERSION:
+            raise RpcError(METHOD_NOT_FOUND, "server/discover belongs to protocol 2026-07-28.")
+        return {
+            "supportedVersions": [STATELESS_VERSION],
+            **_description(ctx),
+            "_meta": {"io.modelcontextprotocol/serverInfo": SERVER_INFO},
+        }
+    if method == "tools/list":
+        _require_scope(ctx, "read")
+        return _tools_list(ctx, params)
+    if method == "tools/call":
+        _require_scope(ctx, "call")
+        return _tools_call(ctx, params)
+    if method in ("resources/list", "resources/templates/list", "prompts/list"):
+        key = {
+            "resources/list": "resources",
+            "resources/templates/list": "resourceTemplates",
+            "prompts/list": "prompts",
+        }[method]
+        return {key: []}
+    raise RpcError(METHOD_NOT_FOUND, f"Method not found: {method[:100]}", data=method[:100])
+
+
+def _description(ctx: Context) -> dict:
+    return {
+        "capabilities": {"tools": {"listChanged": False}},
+        "serverInfo": SERVER_INFO,
+        "instructions": _instructions(ctx),
+    }
+
+
+def _instructions(ctx: Context) -> str:
+    servers = {s.pk for s in _servers(ctx)}
+    parts = []
+    for item in mcp_selectors.contexts_for(ctx.user):
+        if item.server_id in servers:
+            parts.append(f"[{item.server.name} — {item.organization.name}] {item.context}")
+    for server in mcp_selectors.instructions_for(ctx.user):
+        if server.pk in servers:
+            parts.append(f"[{server.name}] {server.instructions}")
+    head = "Tools are named <server>__<tool>. Some calls need a person's approval: the result then says where."
+    return "\n\n".join([head, *parts])
+
+
+def _initialize(ctx: Context, params: dict):
+    requested = params.get("protocolVersion")
+    if not isinstance(requested, str):
+        raise RpcError(INVALID_PARAMS, "initialize needs params.protocolVersion.")
+    version = requested if requested in HANDSHAKE_VERSIONS else HANDSHAKE_VERSIONS[0]
+    capabilities = params.get("capabilities") if isinstance(params.get("capabilities"), dict) else {}
+    client_info = params.get("clientInfo") if isinstance(params.get("clientInfo"), dict) else {}
+    session_id = secrets.token_urlsafe(32)
+    McpSession.objects.create(
+        pk=_session_digest(session_id),
+        user=ctx.user,
+        api_key=ctx.api_key,
+        gateway=ctx.gateway,
+        protocol_version=version,
+        client_info=_small(client_info),
+        client_capabilities=_small(capabilities),
+    )
+    ctx.version = version
+    result = {"protocolVersion": version, **_description(ctx)}
+    return result, {"Mcp-Session-Id": session_id}
+
+
+def _small(value: dict) -> dict:
+    return value if len(json.dumps(value, default=str)) < 8192 else {}
+
+
+def _servers(ctx: Context):
+    ids = None
+    if ctx.gateway is not None:
+        ids = list(ctx.gateway.sources.values_list("pk", flat=True))
+    return usable_servers(ctx.user, server_ids=ids)
+
+
+def _catalog(ctx: Context, *, include_disabled: bool = False) -> list[tuple[str, Any]]:
+    servers = _servers(ctx)
+    slugs = server_slugs(servers)
+    return [
+        (f"{slugs[v.server.pk]}__{v.tool.name}", v)
+        for v in tool_views(ctx.user, servers)
+        if v.enabled or include_disabled
+    ]
+
+
+def _tools_list(ctx: Context, params: dict) -> dict:
+    catalog = _catalog(ctx)
+    cursor = params.get("cursor")
+    start = 0
+    if cursor is not None:
+        try:
+            start = int(str(cursor))
+        except ValueError:
+            raise RpcError(INVALID_PARAMS, "Unknown cursor.") from None
+        if start < 0 or start > len(catalog):
+            raise RpcError(INVALID_PARAMS, "Unknown cursor.")
+    page = catalog[start : start + PAGE_SIZE]
+    tools = []
+    for name, view in page:
+        tool = view.tool
+        entry = {"name": name, "description": tool.description, "inputSchema": tool.input_schema or {"type": "object"}}
+        if tool.title:
+            entry["title"] = tool.title
+        if tool.output_schema:
+            entry["outputSchema"] = tool.output_schema
+        if tool.annotations:
+            entry["annotations"] = tool.annotations
+        tools.append(entry)
+    result: dict = {"tools": tools}
+    if start + PAGE_SIZE < len(catalog):
+        result["nextCursor"] = str(start + PAGE_SIZE)
+    return result
+
+
+def _tools_call(ctx: Context, params: dict) -> dict:
+    name = params.get("name")
+    arguments = params.get("arguments", {})
+    if not isinstance(name, str) or not name:
+        raise RpcError(INVALID_PARAMS, "tools/call needs params.name.")
+    if arguments is None:
+        arguments = {}
+    if not isinstance(arguments, dict):
+        raise RpcError(INVALID_PARAMS, "params.arguments must be an object.")
+    # Disabled tools resolve too, so the refused call is logged; the agent is told "unknown tool".
+    match = dict(_catalog(ctx, include_disabled=True)).get(name)
+    if match is None:
+        raise RpcError(INVALID_PARAMS, f"Unknown tool: {name[:200]}")
+    request = ctx.request
+    outcome = calls.governed_call(
+        user=ctx.user,
+        server_ref=str(match.server.pk),
+        tool=match.tool.name,
+        arguments=arguments,
+        api_key=ctx.api_key,
+        raw_key=ctx.raw_key,
+        ip=client_ip(request),
+        user_agent=request.META.get("HTTP_USER_AGENT", ""),
+        via="mcp",
+    )
+    if outcome.http_status == 200 and outcome.result is not None:
+        return outcome.result
+    if outcome.http_status == 202:
+        url = outcome.body["approve_url"]
+        if url.startswith("/"):
+            url = request.build_absolute_uri(url)
+        text = (
+            f"This call needs a person's approval. Ask the user to approve it at {url} "
+            f"(request {outcome.body['approval_id']}), then call the tool again with the same arguments."
+        )
+        elicitation = (ctx.capabilities.get("elicitation") or {}) if isinstance(ctx.capabilities, dict) else {}
+        if isinstance(elicitation, dict) and "url" in elicitation:
+            raise RpcError(
+                URL_ELICITATION_REQUIRED,
+                "This call needs a person's approval.",
+                data={
+                    "elicitations": [
+                        {"mode": "url", "elicitationId": outcome.body["approval_id"], "url": url, "message": text}
+                    ]
+                },
+            )
+        return {"content": [{"type": "text", "text": text}], "isError": True}
+    if outcome.code in ("tool_disabled", "not_found"):
+        raise RpcError(INVALID_PARAMS, f"Unknown tool: {name[:200]}")
+    return {"content": [{"type": "text", "text": outcome.body.get("detail", "The call failed.")}], "isError": True}
+
+
+def endpoint_url(request: HttpRequest, gateway: Gateway | None = None) -> str:
+    if gateway is not None and not gateway.endpoint.startswith("/"):
+        return gateway.endpoint
+    path = reverse("mcp_gateway", args=[gateway.slug]) if gateway else reverse("mcp")
+    return request.build_absolute_uri(path)
