@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -11,7 +13,7 @@ from accounts.models import Organization
 from accounts.ratelimit import client_ip
 from accounts.views import apply_errors
 from config.errors import Conflict, NotVisible
-from mcpsettings import discovery, oauth, selectors, services
+from mcpsettings import discovery, endpoint, oauth, selectors, services
 from mcpsettings.forms import (
     GLOBAL,
     OAUTH_FIELDS,
@@ -335,14 +337,18 @@ def gateway_detail(request: HttpRequest, pk) -> HttpResponse:
         return redirect("mcpsettings:gateway_detail", pk=gateway.pk)
     sources = list(gateway.sources.all())
     available = [s for s in selectors.servers_for(request.user) if s.pk not in {x.pk for x in sources}]
-    endpoint_url = (
-        request.build_absolute_uri(gateway.endpoint) if gateway.endpoint.startswith("/") else gateway.endpoint
-    )
-    return render(
-        request,
-        "mcpsettings/gateway_detail.html",
-        {"gateway": gateway, "sources": sources, "available": available, "endpoint_url": endpoint_url},
-    )
+    url = endpoint.endpoint_url(request, gateway)
+    config = {"type": "http", "url": url, "headers": {"Authorization": "Bearer <your Gatehouse API key>"}}
+    snippet = json.dumps({"mcpServers": {f"gatehouse-{gateway.slug}": config}}, indent=2)
+    context = {
+        "gateway": gateway,
+        "sources": sources,
+        "available": available,
+        "endpoint_url": url,
+        "snippet": snippet,
+        "all_tools_url": endpoint.endpoint_url(request),
+    }
+    return render(request, "mcpsettings/gateway_detail.html", context)
 
 
 @login_required
