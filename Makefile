@@ -46,7 +46,11 @@ format: $(VENV)/.dev
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: $(VENV)/.dev .env
+# axe-core for the browser tests' accessibility checks (skipped quietly without npm).
+tests/browser/.npm/node_modules/axe-core/axe.min.js:
+	-command -v npm >/dev/null && npm install --no-audit --no-fund --silent --prefix tests/browser/.npm axe-core@4.14.1
+
+test: $(VENV)/.dev .env tests/browser/.npm/node_modules/axe-core/axe.min.js
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) manage.py makemigrations --check --dry-run

@@ -43,9 +43,38 @@ def apply_errors(form, exc: ValidationError) -> None:
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
+    """The dashboard: servers and their state, what waits for approval, today's calls."""
+    from django.db.models import Sum
+
+    from governance.models import ApprovalRequest, ApprovalStatus, UsageDaily
+    from mcpsettings.selectors import servers_for
+
     memberships = Membership.objects.filter(user=request.user).select_related("organization")
     keys = ApiKey.objects.visible_to(request.user).live().count()
-    return render(request, "accounts/home.html", {"memberships": memberships, "live_keys": keys})
+    pending = list(
+        ApprovalRequest.objects.visible_to(request.user)
+        .filter(status=ApprovalStatus.PENDING, expires_at__gt=timezone.now())
+        .select_related("server")
+        .order_by("created_at")[:5]
+    )
+    today = UsageDaily.objects.filter(user=request.user, date=timezone.localdate()).aggregate(
+        calls=Sum("request_count"), failed=Sum("failed")
+    )
+    context = {
+        "memberships": memberships,
+        "live_keys": keys,
+        "servers": servers_for(request.user),
+        "pending": pending,
+        "today_calls": today["calls"] or 0,
+        "today_failed": today["failed"] or 0,
+    }
+    return render(request, "accounts/home.html", context)
+
+
+@login_required
+def org_list(request: HttpRequest) -> HttpResponse:
+    memberships = Membership.objects.filter(user=request.user).select_related("organization")
+    return render(request, "accounts/org_list.html", {"memberships": memberships})
 
 
 def signup(request: HttpRequest) -> HttpResponse:
@@ -209,7 +238,14 @@ def org_detail(request: HttpRequest, slug: str) -> HttpResponse:
                     messages.success(request, f"{user.email} added as {add_form.cleaned_data['role']}.")
                     return redirect("accounts:org_detail", slug=org.slug)
     members = org.memberships.select_related("user").order_by("user__email")
+    from mcpsettings.models import McpServer, OrgServerContext
+
+    servers = list(McpServer.objects.visible_to_org(org).live().order_by("name"))
+    contexts = dict(OrgServerContext.objects.filter(organization=org).values_list("server_id", "context"))
+    for server in servers:
+        server.org_context = contexts.get(server.pk, "")
     context = {
+        "servers": servers,
         "org": org,
         "mine": mine,
         "members": members,
