@@ -35,7 +35,7 @@ def _missing(what: str):
     pytest.skip(f"{what} is not installed")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     if not os.path.exists(CHROMIUM):
         _missing("Debian's chromium (/usr/bin/chromium)")

@@ -45,6 +45,26 @@ def setup(settings, live_server, owner, peer):
     }
 
 
+def run_async(coro):
+    """asyncio.run in a fresh thread: independent of any event loop this thread may hold (Playwright's)."""
+    import threading
+
+    box = {}
+
+    def target():
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:  # re-raised in the test's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(60)
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
 def rpc(url, key, method, params=None, *, msg_id=1, session=None, version=None, extra=None):
     headers = {**ACCEPT, "Authorization": f"Bearer {key}", **(extra or {})}
     if session:
@@ -293,7 +313,7 @@ def test_official_sdk_client_end_to_end(setup):
         pending = await client.call_tool("peer__echo", {"text": "approved later"})
         return client.protocol_version, names, added, disabled, pending
 
-    version, names, added, disabled, pending = asyncio.run(session_run(first))
+    version, names, added, disabled, pending = run_async(session_run(first))
     assert version == "2025-11-25"
     assert "peer__echo" in names and "peer__mood" not in names
     assert added.is_error is False and added.structured_content == {"total": 42}
@@ -312,7 +332,7 @@ def test_official_sdk_client_end_to_end(setup):
     async def again(client):
         return await client.call_tool("peer__echo", {"text": "approved later"})
 
-    result = asyncio.run(session_run(again))
+    result = run_async(session_run(again))
     assert result.is_error is False and result.content[0].text == "approved later"
 
 
@@ -330,6 +350,6 @@ def test_official_sdk_client_in_auto_mode_speaks_2026(setup):
                 added = await client.call_tool("peer__add", {"a": 1, "b": 1})
                 return client.protocol_version, len(listed.tools), added
 
-    version, count, added = asyncio.run(run())
+    version, count, added = run_async(run())
     assert version == "2026-07-28" and count == 5
     assert added.structured_content == {"total": 2}
