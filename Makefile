@@ -56,5 +56,12 @@ test: $(VENV)/.dev .env tests/browser/.npm/node_modules/axe-core/axe.min.js
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
+# Benchmarks (PostgreSQL and Redis on 127.0.0.1): the full run writes bench/RESULTS.md.
+bench: $(VENV)/.dev
+	$(PY) bench/run.py
+
+bench-smoke: $(VENV)/.dev
+	$(PY) bench/run.py --smoke
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache staticfiles

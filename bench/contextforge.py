@@ -1,0 +1,329 @@
+"""IBM ContextForge (mcp-contextforge-gateway) as a local benchmark peer.
+
+It lives in its own virtualenv (bench/.venv-contextforge, git-ignored) because its dependency tree is large and
+must stay out of Gatehouse's requirements. This module imports only the stdlib and `requests`, so the benchmark
+runner can import it from the project's venv and drive ContextForge as a subprocess.
+
+    with ContextForge() as cf:
+        endpoint = cf.register_upstream("upstream", "http://127.0.0.1:8001/mcp")
+        tool = cf.tool_name("echo")  # "upstream-echo"
+        # POST JSON-RPC to `endpoint` with `cf.headers`
+
+Verified with 1.0.7.post20260921: its streamable HTTP endpoint is stateless with JSON answers by default
+(USE_STATEFUL_SESSIONS=false, JSON_RESPONSE_ENABLED=true): no Mcp-Session-Id is issued and every POST stands alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+CF_DIR = Path(__file__).parent / ".cf"  # runtime dir (sqlite db, logs)
+VENV = Path(__file__).parent / ".venv-contextforge"
+PACKAGE = "mcp-contextforge-gateway"
+VERSION = "1.0.7.post20260921"  # the version whose API paths and env settings this module was checked against
+ADMIN_EMAIL = "admin@example.com"
+PROTOCOL_VERSION = "2025-06-18"
+MCP_ACCEPT = "application/json, text/event-stream"
+
+
+def _venv_python() -> Path:
+    return VENV / "bin" / "python"
+
+
+def _installed_version(python: Path) -> str | None:
+    if not python.exists():
+        return None
+    probe = f"import importlib.metadata as m; print(m.version({PACKAGE!r}))"
+    done = subprocess.run([str(python), "-c", probe], capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def ensure_installed() -> Path:
+    """Create VENV and pip install the pinned ContextForge if missing; return the path of its python."""
+    python = _venv_python()
+    if _installed_version(python) == VERSION:
+        return python
+    if not python.exists():
+        # sys.executable may itself be a venv's python; `venv` then builds on the same base interpreter.
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", f"{PACKAGE}=={VERSION}"],
+        check=True,
+    )
+    return python
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def parse_mcp_response(response: requests.Response) -> dict[str, Any] | None:
+    """The JSON-RPC message in an MCP HTTP answer: a JSON body, or the last `data:` event of an SSE body."""
+    if response.status_code == 202 or not response.content:
+        return None  # notifications are acknowledged with an empty 202
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        message = None
+        for event in response.text.replace("\r\n", "\n").split("\n\n"):
+            data = "\n".join(line[5:].lstrip() for line in event.split("\n") if line.startswith("data:"))
+            if data.strip():
+                message = json.loads(data)
+        return message
+    return response.json()
+
+
+class McpSession:
+    """A minimal streamable HTTP MCP client over `requests` (enough for discovery and smoke tests)."""
+
+    def __init__(self, url: str, headers: dict[str, str], timeout: float = 30) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.http = requests.Session()
+        self.http.headers.update(headers)
+        self.http.headers.update({"Accept": MCP_ACCEPT, "Content-Type": "application/json"})
+        self.next_id = 1
+
+    def __enter__(self) -> McpSession:
+        self.initialize()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.http.close()
+
+    def _post(self, message: dict[str, Any]) -> requests.Response:
+        response = self.http.post(self.url, json=message, timeout=self.timeout)
+        response.raise_for_status()
+        # Kept for stateful servers; ContextForge's default (stateless) mode never sends one.
+        if session_id := response.headers.get("mcp-session-id"):
+            self.http.headers["Mcp-Session-Id"] = session_id
+        return response
+
+    def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": self.next_id, "method": method}
+        self.next_id += 1
+        if params is not None:
+            message["params"] = params
+        answer = parse_mcp_response(self._post(message))
+        if answer is None or "error" in answer:
+            raise RuntimeError(f"MCP {method} failed: {answer}")
+        return answer["result"]
+
+    def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
+        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = params
+        self._post(message)
+
+    def initialize(self) -> dict[str, Any]:
+        result = self.request(
+            "initialize",
+            {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}},
+        )
+        self.http.headers["Mcp-Protocol-Version"] = result.get("protocolVersion", PROTOCOL_VERSION)
+        self.notify("notifications/initialized")
+        return result
+
+    def list_tools(self) -> list[dict[str, Any]]:
+        tools: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            result = self.request("tools/list", {"cursor": cursor} if cursor else None)
+            tools += result.get("tools", [])
+            cursor = result.get("nextCursor")
+            if not cursor:
+                return tools
+
+    def call_tool(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        return self.request("tools/call", {"name": name, "arguments": arguments})
+
+
+class ContextForge:
+    """A ContextForge gateway on 127.0.0.1:`port`, with a fresh SQLite db and fresh secrets. Use as a context manager.
+
+    `extra_env` overrides or adds ContextForge settings (e.g. {"USE_STATEFUL_SESSIONS": "true"}).
+    """
+
+    def __init__(self, port: int = 14444, *, extra_env: dict[str, str] | None = None, timeout: float = 180) -> None:
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.headers: dict[str, str] = {}
+        self.extra_env = dict(extra_env or {})
+        self.timeout = timeout
+        self.startup_seconds = 0.0
+        self.log_path = CF_DIR / "contextforge.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.env: dict[str, str] = {}
+        self.endpoint: str | None = None  # the virtual server from the last register_upstream
+        self.original_names: dict[str, str] = {}  # upstream tool name -> exposed name, from the admin API
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+
+    def _environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
+        env.update(
+            {
+                # It refuses to start with placeholder or low-entropy secrets; fresh ones each run.
+                "JWT_SECRET_KEY": secrets.token_urlsafe(48),
+                "AUTH_ENCRYPTION_SECRET": secrets.token_urlsafe(48),
+                "PLATFORM_ADMIN_EMAIL": ADMIN_EMAIL,
+                "PLATFORM_ADMIN_PASSWORD": "Aa1!" + secrets.token_urlsafe(24),
+                "BASIC_AUTH_PASSWORD": "Aa1!" + secrets.token_urlsafe(24),
+                "DATABASE_URL": f"sqlite:///{CF_DIR / 'cf.db'}",
+                "MCPGATEWAY_UI_ENABLED": "false",
+                "MCPGATEWAY_ADMIN_API_ENABLED": "true",
+                # Upstreams in the benchmark are on loopback, which the SSRF guard blocks by default.
+                "SSRF_ALLOW_LOCALHOST": "true",
+                "SSRF_ALLOW_PRIVATE_NETWORKS": "true",
+                # On by default at 100 requests/minute for MCP, which would turn a benchmark into 429s.
+                "RATE_LIMITING_ENABLED": "false",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def __enter__(self) -> ContextForge:
+        python = ensure_installed()
+        if _port_in_use(self.port):
+            raise RuntimeError(f"Port {self.port} is already in use; ContextForge cannot start there.")
+        CF_DIR.mkdir(parents=True, exist_ok=True)
+        (CF_DIR / ".gitignore").write_text("*\n")  # keep runtime files out of git without touching the repo's ignore
+        for leftover in CF_DIR.glob("cf.db*"):
+            leftover.unlink()  # fresh secrets cannot decrypt an old db, and old gateways would be health-checked
+        self.env = self._environment()
+        started = time.monotonic()
+        with self.log_path.open("wb") as log:
+            # cwd=CF_DIR: its settings also read `.env` from the working directory, and /work/main/.env is Gatehouse's.
+            self.process = subprocess.Popen(
+                [str(VENV / "bin" / "mcpgateway"), "--host", "127.0.0.1", "--port", str(self.port)],
+                cwd=CF_DIR,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group, so __exit__ can stop it and any workers
+            )
+        try:
+            self._wait_healthy(started)
+            self.headers = {"Authorization": f"Bearer {self._mint_token(python)}"}
+        except BaseException:
+            self._stop()
+            raise
+        self.startup_seconds = time.monotonic() - started
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop()
+
+    def _wait_healthy(self, started: float) -> None:
+        assert self.process is not None
+        while time.monotonic() - started < self.timeout:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"ContextForge exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                response = requests.get(f"{self.base_url}/health", timeout=2)
+                if response.ok and response.json().get("status") == "healthy":
+                    return
+            except (requests.RequestException, ValueError):
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"ContextForge was not healthy within {self.timeout:.0f} s:\n{self.log_tail()}")
+
+    def _mint_token(self, python: Path) -> str:
+        # Its own CLI, with the same env, so the claims (iss, aud, env) and signing key match the server's.
+        done = subprocess.run(
+            [str(python), "-m", "mcpgateway.utils.create_jwt_token"]
+            + ["--username", ADMIN_EMAIL, "--exp", "1440", "--admin", "--full-name", "Bench Admin"],
+            cwd=CF_DIR,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        lines = [line.strip() for line in done.stdout.splitlines() if line.strip()]
+        if not lines or lines[-1].count(".") != 2:
+            raise RuntimeError(f"No JWT in create_jwt_token output: {done.stdout!r} {done.stderr[-2000:]!r}")
+        return lines[-1]
+
+    def _stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                process.wait(grace)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    # -- admin API ------------------------------------------------------------------------------------------
+
+    def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Call the admin REST API (paths under /v1; the unprefixed legacy routes are deprecated)."""
+        response = requests.request(method, f"{self.base_url}{path}", headers=self.headers, timeout=60, **kwargs)
+        if not response.ok:
+            raise RuntimeError(f"{method} {path} -> {response.status_code}: {response.text[:2000]}")
+        return response.json() if response.content else None
+
+    def register_upstream(self, name: str, url: str) -> str:
+        """Register an upstream MCP server (streamable HTTP) and a virtual server exposing its tools.
+
+        Returns the virtual server's MCP endpoint, {base_url}/v1/servers/<id>/mcp.
+        """
+        # transport defaults to SSE; the gateway connects at once and caches the upstream's tools.
+        gateway = self.api("POST", "/v1/gateways", json={"name": name, "url": url, "transport": "STREAMABLEHTTP"})
+        tools: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 30
+        while not tools:
+            tools = self.api("GET", "/v1/tools", params={"gateway_id": gateway["id"], "limit": 0})
+            if isinstance(tools, dict):  # the paginated form, should it be returned
+                tools = tools.get("items") or tools.get("data") or []
+            if not tools:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"ContextForge found no tools on {url}: {gateway}")
+                time.sleep(0.5)
+        self.original_names.update({tool["originalName"]: tool["name"] for tool in tools})
+        server = self.api(
+            "POST",
+            "/v1/servers",
+            json={"server": {"name": f"{name}-server", "associated_tools": [tool["id"] for tool in tools]}},
+        )
+        self.endpoint = f"{self.base_url}/v1/servers/{server['id']}/mcp"
+        return self.endpoint
+
+    def tool_name(self, upstream_tool: str) -> str:
+        """The name under which the last registered virtual server exposes `upstream_tool` (from its tools/list).
+
+        ContextForge prefixes the gateway's slug: "<slug>-<tool>" (GATEWAY_TOOL_NAME_SEPARATOR, default "-").
+        """
+        if self.endpoint is None:
+            raise RuntimeError("register_upstream() first")
+        with McpSession(self.endpoint, self.headers) as session:
+            names = [tool["name"] for tool in session.list_tools()]
+        expected = self.original_names.get(upstream_tool)
+        if expected in names:
+            return expected
+        matches = [n for n in names if n == upstream_tool or n.endswith(("-" + upstream_tool, "_" + upstream_tool))]
+        if len(matches) != 1:
+            raise LookupError(f"No single exposed name for {upstream_tool!r} among {names}")
+        return matches[0]
