@@ -241,9 +241,9 @@ class ContextForge:
 
     def _mint_token(self, python: Path) -> str:
         # Its own CLI, with the same env, so the claims (iss, aud, env) and signing key match the server's.
+        command = [str(python), "-m", "mcpgateway.utils.create_jwt_token", "--username", ADMIN_EMAIL]
         done = subprocess.run(
-            [str(python), "-m", "mcpgateway.utils.create_jwt_token"]
-            + ["--username", ADMIN_EMAIL, "--exp", "1440", "--admin", "--full-name", "Bench Admin"],
+            [*command, "--exp", "1440", "--admin", "--full-name", "Bench Admin"],
             cwd=CF_DIR,
             env=self.env,
             capture_output=True,
@@ -279,7 +279,7 @@ class ContextForge:
     # -- admin API ------------------------------------------------------------------------------------------
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Call the admin REST API (paths under /v1; the unprefixed legacy routes are deprecated)."""
+        """Call the admin REST API (under /v1; its unprefixed twins are deprecated "legacy" routes)."""
         response = requests.request(method, f"{self.base_url}{path}", headers=self.headers, timeout=60, **kwargs)
         if not response.ok:
             raise RuntimeError(f"{method} {path} -> {response.status_code}: {response.text[:2000]}")
@@ -288,7 +288,7 @@ class ContextForge:
     def register_upstream(self, name: str, url: str) -> str:
         """Register an upstream MCP server (streamable HTTP) and a virtual server exposing its tools.
 
-        Returns the virtual server's MCP endpoint, {base_url}/v1/servers/<id>/mcp.
+        Returns the virtual server's MCP endpoint, {base_url}/servers/<id>/mcp.
         """
         # transport defaults to SSE; the gateway connects at once and caches the upstream's tools.
         gateway = self.api("POST", "/v1/gateways", json={"name": name, "url": url, "transport": "STREAMABLEHTTP"})
@@ -308,7 +308,8 @@ class ContextForge:
             "/v1/servers",
             json={"server": {"name": f"{name}-server", "associated_tools": [tool["id"] for tool in tools]}},
         )
-        self.endpoint = f"{self.base_url}/v1/servers/{server['id']}/mcp"
+        # Not /v1/...: the legacy-route deprecation headers name /v1/servers/<id>/mcp as successor, but it is a 404.
+        self.endpoint = f"{self.base_url}/servers/{server['id']}/mcp"
         return self.endpoint
 
     def tool_name(self, upstream_tool: str) -> str:

@@ -64,12 +64,11 @@ def approval_ttl() -> timedelta:
     return timedelta(seconds=int(getattr(settings, "APPROVAL_REQUEST_TTL_SECONDS", 3600)))
 
 
-def known_secrets(server: McpServer | None, user, api_key=None, raw_key: str | None = None) -> list[str]:
+def known_secrets(credentials: list[Credential], raw_key: str | None = None) -> list[str]:
     """Every secret value that must never be stored: this server's credentials and the caller's key."""
     values: list[str] = []
-    if server is not None:
-        for cred in Credential.objects.filter(server=server).filter(Q(user__isnull=True) | Q(user=user)):
-            values += [cred.access_token, cred.refresh_token, cred.header_value]
+    for cred in credentials:
+        values += [cred.access_token, cred.refresh_token, cred.header_value]
     if raw_key:
         values.append(raw_key)
     return [v for v in values if v]
@@ -77,12 +76,16 @@ def known_secrets(server: McpServer | None, user, api_key=None, raw_key: str | N
 
 def resolve_server(user, ref: str) -> McpServer | None:
     """A visible live server by id or (case-insensitive) name."""
-    qs = McpServer.objects.visible_to(user).live().select_related("organization")
     try:
-        return qs.filter(pk=uuid.UUID(str(ref))).first()
+        pk = uuid.UUID(str(ref))
     except ValueError:
-        matches = list(qs.filter(name__iexact=str(ref))[:2])
-        return matches[0] if len(matches) == 1 else None
+        pk = None
+    if pk is not None:
+        server = McpServer.objects.live().select_related("organization").filter(pk=pk).first()
+        return server if server is not None and server.is_visible_to(user) else None
+    qs = McpServer.objects.visible_to(user).live().select_related("organization")
+    matches = list(qs.filter(name__iexact=str(ref))[:2])
+    return matches[0] if len(matches) == 1 else None
 
 
 def _approve_url(request_id) -> str:
@@ -140,7 +143,9 @@ def governed_call(
     server = resolve_server(user, server_ref)
     if server is None:
         return CallOutcome(404, {"detail": "No such server.", "code": "not_found"}, code="not_found")
-    secrets = known_secrets(server, user, api_key, raw_key)
+    credentials = list(Credential.objects.filter(server=server).filter(Q(user__isnull=True) | Q(user=user)))
+    secrets = known_secrets(credentials, raw_key)
+    own = min(credentials, key=lambda c: c.user_id is None, default=None)  # the user's own first
 
     def finish(
         status: int, code: str, body: dict, *, result=None, error: str = "", log_status: str = ""
@@ -172,7 +177,7 @@ def governed_call(
             {"detail": f"The server “{server.name}” is switched off.", "code": "server_inactive"},
             error="server inactive",
         )
-    view = tool_view(user, server, tool)
+    view = tool_view(user, server, tool, light=True)
     if view is None or not view.enabled:
         detail = "This tool is disabled." if view is not None else "This server has no such tool."
         code = "tool_disabled" if view is not None else "not_found"
@@ -180,7 +185,6 @@ def governed_call(
         return finish(status, code, {"detail": detail, "code": code}, error=detail)
 
     digest = arguments_digest(server, tool, arguments)
-    expire_stale_requests(user)
     if view.approval == NEVER:
         return finish(
             403,
@@ -189,6 +193,7 @@ def governed_call(
             error="approval: never",
         )
     if view.approval != ALWAYS:
+        expire_stale_requests(user)
         if approval_id:
             req = ApprovalRequest.objects.filter(pk=_uuid(approval_id), user=user).first()
             if req is not None and req.status == ApprovalStatus.DENIED:
@@ -205,7 +210,9 @@ def governed_call(
             return CallOutcome(202, _pending_body(req), code="approval_pending", approval=req)
 
     try:
-        result = discovery.with_client(server, user, lambda c: c.call_tool(tool, arguments))
+        result = discovery.with_client(
+            server, user, lambda c: c.call_tool(tool, arguments), pooled=True, credential=own
+        )
     except McpError as exc:
         message = redact_text(str(exc), secrets)
         if exc.kind == "timeout":

@@ -37,7 +37,7 @@ def usable_servers(user, *, server_ids=None) -> list[McpServer]:
     return list(qs.order_by("name"))
 
 
-def tool_views(user, servers: list[McpServer], *, tool_name: str | None = None) -> list[ToolView]:
+def tool_views(user, servers: list[McpServer], *, tool_name: str | None = None, light: bool = False) -> list[ToolView]:
     """Every present tool of these servers with the user's effective permission and approval state.
 
     Four queries whatever the number of servers and tools: tools, permissions, approvals (and the
@@ -51,6 +51,8 @@ def tool_views(user, servers: list[McpServer], *, tool_name: str | None = None) 
     approvals_qs = ToolApproval.objects.filter(
         user=user, server_id__in=by_id, approval_type__in=(ApprovalType.ALWAYS, ApprovalType.NEVER)
     )
+    if light:  # the call path needs only what decides the policy, not schemas and descriptions
+        tools_qs = tools_qs.only("id", "server_id", "name", "annotations")
     if tool_name is not None:
         tools_qs = tools_qs.filter(name=tool_name)
         perms_qs = perms_qs.filter(tool_name=tool_name)
@@ -70,36 +72,37 @@ def tool_views(user, servers: list[McpServer], *, tool_name: str | None = None) 
     for tool in tools_qs:
         server = by_id[tool.server_id]
         key = (server.pk, tool.name)
-        user_enabled = user_rows.get(key)
-        if server.organization_id:
-            org_enabled = org_rows.get(key, server.new_tools_enabled)
-            enabled = org_enabled and (user_enabled is not False)
-        else:
-            org_enabled = None
-            enabled = user_enabled if user_enabled is not None else server.new_tools_enabled
-        approval, expires, auto = ASK, None, False
-        record = standing.get(key)
-        if record is not None:
-            approval, expires = record.approval_type, record.expires_at
-        elif server.auto_allow_read_only and (tool.annotations or {}).get("readOnlyHint") is True:
-            approval, auto = ALWAYS, True
-        views.append(
-            ToolView(
-                server=server,
-                tool=tool,
-                enabled=enabled,
-                org_enabled=org_enabled,
-                user_enabled=user_enabled,
-                approval=approval,
-                approval_expires_at=expires,
-                auto_approved=auto,
-            )
-        )
+        views.append(_view(server, tool, org_rows.get(key), user_rows.get(key), standing.get(key)))
     return views
 
 
-def tool_view(user, server: McpServer, tool_name: str) -> ToolView | None:
-    found = tool_views(user, [server], tool_name=tool_name)
+def _view(server: McpServer, tool: McpTool, org_row: bool | None, user_row: bool | None, record) -> ToolView:
+    """The policy, in one place: effective permission and approval state of one tool for one user."""
+    if server.organization_id:
+        org_enabled = server.new_tools_enabled if org_row is None else org_row
+        enabled = org_enabled and (user_row is not False)
+    else:
+        org_enabled = None
+        enabled = user_row if user_row is not None else server.new_tools_enabled
+    approval, expires, auto = ASK, None, False
+    if record is not None:
+        approval, expires = record.approval_type, record.expires_at
+    elif server.auto_allow_read_only and (tool.annotations or {}).get("readOnlyHint") is True:
+        approval, auto = ALWAYS, True
+    return ToolView(
+        server=server,
+        tool=tool,
+        enabled=enabled,
+        org_enabled=org_enabled,
+        user_enabled=user_row,
+        approval=approval,
+        approval_expires_at=expires,
+        auto_approved=auto,
+    )
+
+
+def tool_view(user, server: McpServer, tool_name: str, *, light: bool = False) -> ToolView | None:
+    found = tool_views(user, [server], tool_name=tool_name, light=light)
     return found[0] if found else None
 
 

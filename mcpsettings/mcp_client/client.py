@@ -85,6 +85,11 @@ class McpClient:
     def stateless(self) -> bool:
         return self.protocol_version == STATELESS_VERSION
 
+    def assume_stateless(self) -> None:
+        """Skip the discovery round trip for a server already known to speak 2026-07-28 (no handshake exists)."""
+        if self.description is None and STATELESS_VERSION in self.versions:
+            self.description = ServerDescription(protocol_version=STATELESS_VERSION)
+
     def connect(self) -> ServerDescription:
         if self.description is not None:
             return self.description

@@ -280,3 +280,16 @@ def test_a_member_added_later_sees_org_servers(org, owner):
 
 def test_pending_setup_is_the_initial_status(owner):
     assert make_server(owner).status == ServerStatus.PENDING_SETUP
+
+
+def test_is_visible_to_agrees_with_the_queryset(org, other_org, owner, teammate, outsider):
+    root = User.objects.create_superuser("root@example.com", "root-pass-long-1")
+    servers = [
+        make_server(owner, name="personal"),
+        make_server(owner, name="org", organization=org),
+        make_server(root, name="global", is_global=True),
+        make_server(root, name="scoped", orgs=[other_org]),
+    ]
+    for user in (owner, teammate, outsider, root):
+        visible = set(McpServer.objects.visible_to(user).values_list("pk", flat=True))
+        assert {s.pk for s in servers if s.is_visible_to(user)} == visible & {s.pk for s in servers}
