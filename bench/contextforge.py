@@ -9,8 +9,12 @@ runner can import it from the project's venv and drive ContextForge as a subproc
         tool = cf.tool_name("echo")  # "upstream-echo"
         # POST JSON-RPC to `endpoint` with `cf.headers`
 
-Verified with 1.0.7.post20260921: its streamable HTTP endpoint is stateless with JSON answers by default
-(USE_STATEFUL_SESSIONS=false, JSON_RESPONSE_ENABLED=true): no Mcp-Session-Id is issued and every POST stands alone.
+Sessions (checked with 1.0.7.post20260921): its streamable HTTP endpoint answers JSON (JSON_RESPONSE_ENABLED=true)
+and by default is stateless (USE_STATEFUL_SESSIONS=false): no Mcp-Session-Id, every POST stands alone, and each
+tools/call makes it initialize the upstream anew (initialize, notifications/initialized, tools/list, tools/call).
+With stateful=True (this module's default) it issues an Mcp-Session-Id that stays valid for many calls and keeps
+its upstream session too (one upstream request per call, about 3x faster), which is what a client reusing one
+session per worker gets at its best.
 """
 
 from __future__ import annotations
@@ -100,6 +104,11 @@ class McpSession:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if "Mcp-Session-Id" in self.http.headers:  # end a stateful session rather than leave it to expire
+            try:
+                self.http.delete(self.url, timeout=self.timeout)
+            except requests.RequestException:
+                pass
         self.http.close()
 
     def _post(self, message: dict[str, Any]) -> requests.Response:
@@ -152,11 +161,20 @@ class McpSession:
 class ContextForge:
     """A ContextForge gateway on 127.0.0.1:`port`, with a fresh SQLite db and fresh secrets. Use as a context manager.
 
-    `extra_env` overrides or adds ContextForge settings (e.g. {"USE_STATEFUL_SESSIONS": "true"}).
+    `stateful` sets USE_STATEFUL_SESSIONS (see the module's docstring); `extra_env` overrides or adds other
+    ContextForge settings (e.g. {"LOG_LEVEL": "ERROR"}).
     """
 
-    def __init__(self, port: int = 14444, *, extra_env: dict[str, str] | None = None, timeout: float = 180) -> None:
+    def __init__(
+        self,
+        port: int = 14444,
+        *,
+        stateful: bool = True,
+        extra_env: dict[str, str] | None = None,
+        timeout: float = 180,
+    ) -> None:
         self.port = port
+        self.stateful = stateful
         self.base_url = f"http://127.0.0.1:{port}"
         self.headers: dict[str, str] = {}
         self.extra_env = dict(extra_env or {})
@@ -171,7 +189,9 @@ class ContextForge:
     # -- lifecycle ------------------------------------------------------------------------------------------
 
     def _environment(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
+        # A minimal base: its settings read any environment variable named like a field (HOST, PORT, LOG_LEVEL,
+        # DATABASE_URL, ...), so the runner's own environment must not leak in.
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")}
         env.update(
             {
                 # It refuses to start with placeholder or low-entropy secrets; fresh ones each run.
@@ -188,6 +208,7 @@ class ContextForge:
                 "SSRF_ALLOW_PRIVATE_NETWORKS": "true",
                 # On by default at 100 requests/minute for MCP, which would turn a benchmark into 429s.
                 "RATE_LIMITING_ENABLED": "false",
+                "USE_STATEFUL_SESSIONS": "true" if self.stateful else "false",
             }
         )
         env.update(self.extra_env)

@@ -316,14 +316,10 @@ def _servers(ctx: Context):
     return usable_servers(ctx.user, server_ids=ids)
 
 
-def _catalog(ctx: Context, *, include_disabled: bool = False) -> list[tuple[str, Any]]:
+def _catalog(ctx: Context) -> list[tuple[str, Any]]:
     servers = _servers(ctx)
     slugs = server_slugs(servers)
-    return [
-        (f"{slugs[v.server.pk]}__{v.tool.name}", v)
-        for v in tool_views(ctx.user, servers)
-        if v.enabled or include_disabled
-    ]
+    return [(f"{slugs[v.server.pk]}__{v.tool.name}", v) for v in tool_views(ctx.user, servers) if v.enabled]
 
 
 def _tools_list(ctx: Context, params: dict) -> dict:
@@ -364,15 +360,21 @@ def _tools_call(ctx: Context, params: dict) -> dict:
         arguments = {}
     if not isinstance(arguments, dict):
         raise RpcError(INVALID_PARAMS, "params.arguments must be an object.")
-    # Disabled tools resolve too, so the refused call is logged; the agent is told "unknown tool".
-    match = dict(_catalog(ctx, include_disabled=True)).get(name)
-    if match is None:
+    # Resolve `<server-slug>__<tool>` without building the whole catalog; the governed call then
+    # checks the tool (a disabled one is refused and logged; the agent is told "unknown tool").
+    slug, sep, tool_name = name.partition("__")
+    server = None
+    if sep and tool_name:
+        servers = _servers(ctx)
+        slugs = server_slugs(servers)
+        server = next((s for s in servers if slugs[s.pk] == slug), None)
+    if server is None:
         raise RpcError(INVALID_PARAMS, f"Unknown tool: {name[:200]}")
     request = ctx.request
     outcome = calls.governed_call(
         user=ctx.user,
-        server_ref=str(match.server.pk),
-        tool=match.tool.name,
+        server_ref=str(server.pk),
+        tool=tool_name,
         arguments=arguments,
         api_key=ctx.api_key,
         raw_key=ctx.raw_key,
