@@ -12,7 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from accounts import services
 from accounts.forms import (
@@ -42,6 +42,7 @@ def apply_errors(form, exc: ValidationError) -> None:
 
 
 @login_required
+@require_safe
 def home(request: HttpRequest) -> HttpResponse:
     """The dashboard: servers and their state, what waits for approval, today's calls."""
     from django.db.models import Sum
@@ -72,6 +73,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@require_safe
 def org_list(request: HttpRequest) -> HttpResponse:
     memberships = Membership.objects.filter(user=request.user).select_related("organization")
     return render(request, "accounts/org_list.html", {"memberships": memberships})
@@ -260,7 +262,9 @@ def org_detail(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def org_member(request: HttpRequest, slug: str, membership_id: int) -> HttpResponse:
     """Change a member's role (`role` field) or remove them (`remove` button)."""
-    org, _ = _org_for(request, slug)
+    org, mine = _org_for(request, slug)
+    if not (request.user.is_superuser or (mine and mine.is_admin)):
+        raise PermissionDenied("Only the organization's owners and admins can change its members.")
     membership = get_object_or_404(Membership.objects.filter(organization=org), pk=membership_id)
     try:
         if "remove" in request.POST:

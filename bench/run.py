@@ -97,6 +97,7 @@ def gatehouse_env() -> dict:
         CSRF_COOKIE_SECURE="false",
         LOG_LEVEL="WARNING",
         CACHE_URL="redis://127.0.0.1:6379/14",
+        SECURE_SSL_REDIRECT="false",  # plain http on loopback; production sits behind TLS
     )
     return env
 
@@ -330,6 +331,8 @@ def main() -> None:
             if cf is not None:
                 cf.__exit__(None, None, None)
 
+        results["load"] = load_check(env, base, key, server_id, workers=16, seconds=3 if smoke else 30)
+        print("load", results["load"], flush=True)
         results["reads"] = read_paths(env, base, key, log_rows, 20 if smoke else 200)
         results["rss_mb"] = worker_rss_mb(gunicorn.pid)
     finally:
@@ -338,6 +341,53 @@ def main() -> None:
     if not smoke:
         (ROOT / "bench" / "RESULTS.md").write_text(render(results))
     print(json.dumps(results, default=str, indent=1)[:4000])
+
+
+def count_logs(env: dict) -> int:
+    code = "from governance.models import RequestLog; print(RequestLog.objects.count())"
+    res = subprocess.run(
+        [PY, "manage.py", "shell", "-c", code], env=env, cwd=ROOT, check=True, capture_output=True, text=True
+    )
+    return int(res.stdout.strip().splitlines()[-1])
+
+
+def load_check(env: dict, base: str, key: str, server_id: str, *, workers: int, seconds: float) -> dict:
+    """N agents make governed calls for a fixed time: no 5xx, and one RequestLog row per call made."""
+    before = count_logs(env)
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def agent() -> None:
+        s = requests.Session()
+        s.headers["Authorization"] = f"Bearer {key}"
+        while time.monotonic() < stop:
+            r = s.post(
+                f"{base}/api/v1/tools/call",
+                json={"server": server_id, "tool": "echo", "arguments": {"text": "load"}},
+                timeout=60,
+            )
+            with lock:
+                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+
+    threads = [threading.Thread(target=agent) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    calls = sum(statuses.values())
+    logged = count_logs(env) - before
+    out = {
+        "agents": workers,
+        "seconds": seconds,
+        "calls": calls,
+        "statuses": statuses,
+        "logged": logged,
+        "server_errors": sum(n for code, n in statuses.items() if code >= 500),
+    }
+    if out["server_errors"] or logged != calls:
+        raise SystemExit(f"load check failed: {out}")
+    return out
 
 
 def read_paths(env: dict, base: str, key: str, log_rows: int, n: int) -> dict:
@@ -525,6 +575,16 @@ def render(r: dict) -> str:
     ]
     for label, v in r["reads"].items():
         lines.append(f"| {label} | {v['p50']:.1f} | {v['p95']:.1f} | {v['queries']} |")
+    load = r.get("load") or {}
+    lines += [
+        "",
+        "## Load",
+        "",
+        f"{load.get('agents')} concurrent agents for {load.get('seconds')} s through the REST "
+        f"API: {load.get('calls')} calls, statuses {load.get('statuses')}, {load.get('server_errors')} server "
+        f"errors, {load.get('logged')} RequestLog rows written (one per call).",
+        "",
+    ]
     lines += ["", f"Peak RSS of one gunicorn worker: **{r.get('rss_mb')} MB**.", ""]
     return "\n".join(lines)
 

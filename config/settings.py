@@ -21,7 +21,6 @@ env = environ.Env(
     MCP_MAX_TOOL_PAGES=(int, 100),
     MCP_DISCOVER_ON_SAVE=(bool, True),
     GUEST_TTL_HOURS=(int, 24 * 7),
-    SECURE_SSL_REDIRECT=(bool, False),
     BEHIND_TLS_PROXY=(bool, False),
     LOG_LEVEL=(str, "INFO"),
 )
@@ -62,6 +61,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -198,11 +198,16 @@ if env("BEHIND_TLS_PROXY"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 if not DEBUG:
     SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
+    SESSION_COOKIE_NAME = env(
+        "SESSION_COOKIE_NAME", default="__Host-sessionid" if SESSION_COOKIE_SECURE else "sessionid"
+    )
     CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
-    SECURE_SSL_REDIRECT = env("SECURE_SSL_REDIRECT")
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# HSTS preload is a commitment for the whole domain; operators opt in with SECURE_HSTS_PRELOAD=true.
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 LOGGING = {
     "version": 1,

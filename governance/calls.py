@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
@@ -150,22 +150,32 @@ def governed_call(
     def finish(
         status: int, code: str, body: dict, *, result=None, error: str = "", log_status: str = ""
     ) -> CallOutcome:
-        entry = record(
-            user=user,
-            api_key=api_key,
-            server=server,
-            tool=tool,
-            arguments=arguments,
-            response=result or body,
-            status=log_status or code or "ok",
-            status_code=status,
-            started=started,
-            ip=ip,
-            user_agent=user_agent,
-            error=error,
-            secrets=secrets,
-            via=via,
-        )
+        try:
+            entry = record(
+                user=user,
+                api_key=api_key,
+                server=server,
+                tool=tool,
+                arguments=arguments,
+                response=result or body,
+                status=log_status or code or "ok",
+                status_code=status,
+                started=started,
+                ip=ip,
+                user_agent=user_agent,
+                error=error,
+                secrets=secrets,
+                via=via,
+            )
+        except DatabaseError:
+            # Log and usage go in one transaction: both or neither. Without them the call cannot be
+            # accounted for, so the agent is told it failed (and may retry).
+            log.warning("Could not record a call to server %s: the database is unavailable.", server.pk)
+            return CallOutcome(
+                503,
+                {"detail": "Gatehouse could not record the call; try again shortly.", "code": "database_unavailable"},
+                code="database_unavailable",
+            )
         if result is not None:
             body = {**body, "request_id": entry.pk}
         return CallOutcome(status, body, code=code, result=result, log=entry)

@@ -10,7 +10,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from accounts.models import Organization
 from accounts.ratelimit import client_ip
@@ -29,6 +29,7 @@ DECISIONS = [
 
 
 @login_required
+@require_safe
 def approvals(request: HttpRequest) -> HttpResponse:
     calls.expire_stale_requests(request.user)
     qs = ApprovalRequest.objects.visible_to(request.user).select_related("server", "decided_by")
@@ -153,6 +154,7 @@ def chart(series: list[dict], width: int = 700, height: int = 180) -> dict:
 
 
 @login_required
+@require_safe
 def activity(request: HttpRequest) -> HttpResponse:
     qs = RequestLog.objects.visible_to(request.user)
     servers = McpServer.objects.visible_to(request.user).only("id", "name").order_by("name")
@@ -215,6 +217,7 @@ def _is_uuid(value: str) -> bool:
 
 
 @login_required
+@require_safe
 def audit(request: HttpRequest) -> HttpResponse:
     """Org admins see their orgs' audit trail; superusers see everything."""
     if not (request.user.is_superuser or Organization.objects.administered_by(request.user).exists()):

@@ -133,7 +133,7 @@ def mcp_endpoint(request: HttpRequest, slug: str | None = None) -> HttpResponse:
         return _json(_error(None, INVALID_REQUEST, "The request is too large."), 413)
     try:
         message = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return _json(_error(None, PARSE_ERROR, "Parse error: the body is not JSON."), 400)
 
     header_version = request.META.get("HTTP_MCP_PROTOCOL_VERSION", "")

@@ -7,7 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from accounts.models import Organization
 from accounts.ratelimit import client_ip
@@ -66,6 +66,7 @@ def server_discover(request: HttpRequest, pk) -> HttpResponse:
 
 
 @login_required
+@require_safe
 def server_list(request: HttpRequest) -> HttpResponse:
     servers = selectors.servers_for(request.user)
     trash_count = McpServer.objects.manageable_by(request.user).trashed().count()
@@ -103,6 +104,7 @@ def server_new(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@require_safe
 def server_detail(request: HttpRequest, pk) -> HttpResponse:
     server = _server(request, pk)
     context_orgs = selectors.administered_orgs_seeing(request.user, server)
@@ -182,6 +184,7 @@ def server_delete(request: HttpRequest, pk) -> HttpResponse:
 
 
 @login_required
+@require_safe
 def server_trash(request: HttpRequest) -> HttpResponse:
     servers = selectors.servers_for(request.user, deleted=True)
     return render(request, "mcpsettings/server_trash.html", {"servers": servers})
@@ -258,6 +261,7 @@ def server_disconnect(request: HttpRequest, pk) -> HttpResponse:
 
 
 @login_required
+@require_safe
 def oauth_callback(request: HttpRequest) -> HttpResponse:
     """Where providers send the browser back (the redirect URI to register for manual clients)."""
     try:

@@ -27,7 +27,10 @@ class ApiKeySerializer(serializers.ModelSerializer):
 class ApiKeyCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     scopes = serializers.ListField(
-        child=serializers.ChoiceField(choices=Scope.values), allow_empty=False, default=lambda: list(Scope.values)
+        child=serializers.ChoiceField(choices=Scope.values),
+        allow_empty=False,
+        min_length=1,
+        default=lambda: list(Scope.values),
     )
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
 

@@ -139,3 +139,15 @@ class UsageSerializer(serializers.ModelSerializer):
 
     def get_org(self, obj) -> str | None:
         return obj.organization.slug if obj.organization_id and obj.organization else None
+
+
+class LogPageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = RequestLogSerializer(many=True)
+
+
+class UsageListSerializer(serializers.Serializer):
+    usage = UsageSerializer(many=True)
+    count = serializers.IntegerField()
+    days = serializers.IntegerField()

@@ -19,10 +19,12 @@ from governance.api.serializers import (
     ApprovalListSerializer,
     ApprovalSerializer,
     DecideSerializer,
+    LogPageSerializer,
     RequestLogSerializer,
     ServerToolSerializer,
     ToolCallSerializer,
     ToolSettingsSerializer,
+    UsageListSerializer,
     UsageSerializer,
 )
 from governance.models import ApprovalRequest, ApprovalStatus, RequestLog, UsageDaily
@@ -213,7 +215,7 @@ class LogPagination(CursorPagination):
 class LogListView(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("server", str), OpenApiParameter("status", str), OpenApiParameter("cursor", str)],
-        responses=RequestLogSerializer(many=True),
+        responses=LogPageSerializer,
         operation_id="logs_list",
     )
     def get(self, request):
@@ -232,9 +234,7 @@ class LogListView(APIView):
 
 
 class UsageView(APIView):
-    @extend_schema(
-        parameters=[OpenApiParameter("days", int)], responses=UsageSerializer(many=True), operation_id="usage_list"
-    )
+    @extend_schema(parameters=[OpenApiParameter("days", int)], responses=UsageListSerializer, operation_id="usage_list")
     def get(self, request):
         try:
             days = int(request.query_params.get("days", 30))

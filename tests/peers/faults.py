@@ -128,6 +128,33 @@ class Handler(BaseHTTPRequestHandler):
                 return
         self._rpc(msg_id, {"tools": [{"name": "after_restart", "inputSchema": {}}]})
 
+    def fault_reset(self, msg, msg_id) -> None:
+        """Close the connection abruptly (TCP RST) instead of answering."""
+        import socket
+        import struct
+
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
+        self.close_connection = True
+
+    def fault_garbage(self, msg, msg_id) -> None:
+        self._send(200, b"\x00\xff garbage \xfe{{{", "application/json")
+
+    def fault_trickle(self, msg, msg_id) -> None:
+        """A valid answer, one byte at a time, slowly: only a total deadline stops it."""
+        body = json.dumps({"jsonrpc": "2.0", "id": msg_id, "result": {"content": [], "isError": False}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            for byte in body:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(self.server.trickle_seconds)
+        except OSError:
+            pass
+
     def fault_rpc_error(self, msg, msg_id) -> None:
         body = {"jsonrpc": "2.0", "id": msg_id, "error": {"code": -32603, "message": "database on fire"}}
         self._send(200, json.dumps(body).encode())
@@ -142,6 +169,7 @@ class FaultServer(ThreadingHTTPServer):
         self.expired: set[str] = set()
         self.slow_seconds = 3.0
         self.huge_bytes = 2_000_000
+        self.trickle_seconds = 0.2
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     def handle_error(self, request, client_address) -> None:

@@ -1,0 +1,88 @@
+"""Upstream and database faults during governed calls: a clear error each time, and no data lost or half-written."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import OperationalError
+from django.utils import timezone
+
+from governance.models import RequestLog, ToolApproval, UsageDaily
+from mcpsettings.models import McpTool
+from tests.conftest import key_client
+from tests.factories import make_server
+from tests.peers.faults import FaultServer
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("allow_private")]
+
+
+@pytest.fixture(scope="module")
+def faults():
+    with FaultServer() as server:
+        yield server
+
+
+def faulty_server(owner, url):
+    server = make_server(owner, name=url.rsplit("/", 1)[-1], endpoint_url=url)
+    McpTool.objects.create(server=server, name="t", digest="0" * 64, last_seen=timezone.now())
+    ToolApproval.objects.create(user=owner, server=server, tool_name="t", approval_type="always")
+    return server
+
+
+@pytest.mark.parametrize(
+    "path, status, code, words",
+    [
+        ("slow", 504, "upstream_timeout", "did not answer"),
+        ("reset", 502, "upstream_error", "cannot be reached"),
+        ("garbage", 502, "upstream_error", "not valid JSON"),
+        ("endless-stream", 502, "upstream_error", "larger than"),
+        ("trickle", 504, "upstream_timeout", "too long"),
+        ("500", 502, "upstream_error", "HTTP 500"),
+    ],
+)
+def test_upstream_faults_give_a_clear_error_and_a_log_row(settings, faults, owner, path, status, code, words):
+    settings.MCP_HTTP_TIMEOUT = 0.5
+    settings.MCP_MAX_RESPONSE_BYTES = 50_000
+    faults.slow_seconds = 1.5
+    server = faulty_server(owner, faults.url(path))
+    res = key_client(owner).post(
+        "/api/v1/tools/call", {"server": str(server.pk), "tool": "t", "arguments": {}}, format="json"
+    )
+    assert res.status_code == status, res.content
+    assert res.json()["code"] == code and words in res.json()["detail"]
+    entry = RequestLog.objects.get(server=server)
+    assert entry.status == code and entry.status_code == status and words in entry.error_message
+    usage = UsageDaily.objects.get(server=server)
+    assert (usage.request_count, usage.failed) == (1, 1)
+
+
+def test_database_unavailable_while_recording_fails_cleanly(monkeypatch, faults, owner):
+    server = faulty_server(owner, faults.url("500"))
+    client = key_client(owner)
+
+    def broken(*args, **kwargs):
+        raise OperationalError("connection to server was lost")
+
+    monkeypatch.setattr(RequestLog.objects, "create", broken)
+    res = client.post("/api/v1/tools/call", {"server": str(server.pk), "tool": "t", "arguments": {}}, format="json")
+    assert res.status_code == 503 and res.json()["code"] == "database_unavailable"
+    assert not RequestLog.objects.filter(server=server).exists()
+    assert not UsageDaily.objects.filter(server=server).exists()  # nothing half-written
+    monkeypatch.undo()
+    res = client.post("/api/v1/tools/call", {"server": str(server.pk), "tool": "t", "arguments": {}}, format="json")
+    assert res.status_code == 502
+    assert RequestLog.objects.filter(server=server).count() == 1
+    assert UsageDaily.objects.get(server=server).request_count == 1
+
+
+def test_usage_failure_rolls_back_the_log_row(monkeypatch, faults, owner):
+    server = faulty_server(owner, faults.url("500"))
+
+    def broken(*args, **kwargs):
+        raise OperationalError("gone")
+
+    monkeypatch.setattr(UsageDaily.objects, "create", broken)
+    res = key_client(owner).post(
+        "/api/v1/tools/call", {"server": str(server.pk), "tool": "t", "arguments": {}}, format="json"
+    )
+    assert res.status_code == 503
+    assert not RequestLog.objects.filter(server=server).exists()
