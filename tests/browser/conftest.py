@@ -50,7 +50,8 @@ def browser():
 @pytest.fixture
 def page(browser, settings):
     settings.ALLOWED_HOSTS = ["*"]
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    # bypass_csp: only so axe-core (a test tool) can be injected; the pages themselves run under the CSP.
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
     context.set_default_timeout(15000)
     pg = context.new_page()
     yield pg

@@ -162,3 +162,23 @@ def test_org_admin_edits_org_context(page, live_server, peer):
     assert OrgServerContext.objects.get(organization=org, server=server).context == "Use the ENG board for bugs."
     page.goto(f"{base}/orgs/acme/")
     check_page(page, "organization")
+
+
+def test_pages_run_under_the_content_security_policy(browser, live_server, settings, owner):
+    """Without bypassing the CSP: our pages load, and the browser reports no violation."""
+    settings.ALLOWED_HOSTS = ["*"]
+    context = browser.new_context()
+    page = context.new_page()
+    violations = []
+    page.on("console", lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None)
+    base = live_server.url
+    page.goto(f"{base}/accounts/login/")
+    page.get_by_label("Email").fill("owner@example.com")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{base}/")
+    for path in ("/", "/settings/mcps/", "/settings/api-keys/", "/approvals/", "/activity/", "/gateways/"):
+        page.goto(f"{base}{path}")
+        assert page.locator("main").is_visible()
+    context.close()
+    assert not violations, violations
