@@ -17,17 +17,19 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Func, JSONField, Q
 from django.urls import reverse
 from django.utils import timezone
 
 from governance.models import (
+    LATENCY_BUCKETS_MS,
     ApprovalRequest,
     ApprovalStatus,
     ApprovalType,
     RequestLog,
     ToolApproval,
     UsageDaily,
+    latency_bucket,
 )
 from governance.redaction import redact_for_storage, redact_text
 from governance.selectors import ALWAYS, NEVER, tool_view
@@ -272,6 +274,43 @@ def _pending_request(user, api_key, server, tool, arguments, digest, secrets) ->
     )
 
 
+HISTOGRAM_SIZE = len(LATENCY_BUCKETS_MS) + 1
+
+
+def fresh_histogram(bucket: int) -> list[int]:
+    return [1 if i == bucket else 0 for i in range(HISTOGRAM_SIZE)]
+
+
+class HistogramIncrement(Func):
+    """`histogram[bucket] += 1` inside the UPDATE, so concurrent calls never lose a count."""
+
+    output_field = JSONField()
+
+    def __init__(self, field: str, bucket: int) -> None:
+        super().__init__(F(field))
+        self.bucket = int(bucket)
+
+    def _sql(self, compiler, template: str):
+        column, params = compiler.compile(self.source_expressions[0])
+        fresh = json.dumps(fresh_histogram(self.bucket))
+        sql = template.format(h=column, i=self.bucket, n=HISTOGRAM_SIZE, fresh=fresh)
+        return sql, [*params] * sql.count(column)
+
+    def as_postgresql(self, compiler, connection, **extra):
+        return self._sql(
+            compiler,
+            "(CASE WHEN jsonb_typeof({h}) = 'array' AND jsonb_array_length({h}) = {n} "
+            "THEN jsonb_set({h}, '{{{i}}}', to_jsonb(({h}->>{i})::int + 1)) ELSE '{fresh}'::jsonb END)",
+        )
+
+    def as_sql(self, compiler, connection, **extra):  # SQLite
+        return self._sql(
+            compiler,
+            "(CASE WHEN json_array_length({h}) = {n} "
+            "THEN json_set({h}, '$[{i}]', json_extract({h}, '$[{i}]') + 1) ELSE json('{fresh}') END)",
+        )
+
+
 @transaction.atomic
 def record(
     *,
@@ -311,26 +350,28 @@ def record(
         error_message=redact_text(error, secrets),
     )
     ok = 200 <= status_code < 300
+    bucket = latency_bucket(duration)
     today = timezone.localdate()
     org = server.organization if server else None
     lookup = {"server": server, "user": user, "date": today, "organization": org}
-    updated = UsageDaily.objects.filter(**lookup).update(
-        request_count=F("request_count") + 1,
-        successful=F("successful") + (1 if ok else 0),
-        failed=F("failed") + (0 if ok else 1),
-        total_duration_ms=F("total_duration_ms") + duration,
-    )
-    if not updated:
+    increments = {
+        "request_count": F("request_count") + 1,
+        "successful": F("successful") + (1 if ok else 0),
+        "failed": F("failed") + (0 if ok else 1),
+        "total_duration_ms": F("total_duration_ms") + duration,
+        "latency_histogram": HistogramIncrement("latency_histogram", bucket),
+    }
+    if not UsageDaily.objects.filter(**lookup).update(**increments):
         try:
             with transaction.atomic():
                 UsageDaily.objects.create(
-                    **lookup, request_count=1, successful=int(ok), failed=int(not ok), total_duration_ms=duration
+                    **lookup,
+                    request_count=1,
+                    successful=int(ok),
+                    failed=int(not ok),
+                    total_duration_ms=duration,
+                    latency_histogram=fresh_histogram(bucket),
                 )
         except IntegrityError:  # a concurrent first call of the day created it: add to it instead
-            UsageDaily.objects.filter(**lookup).update(
-                request_count=F("request_count") + 1,
-                successful=F("successful") + (1 if ok else 0),
-                failed=F("failed") + (0 if ok else 1),
-                total_duration_ms=F("total_duration_ms") + duration,
-            )
+            UsageDaily.objects.filter(**lookup).update(**increments)
     return entry

@@ -260,6 +260,29 @@ class RequestLog(models.Model):
         return f"{self.server_name}/{self.tool_name} {self.status}"
 
 
+LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+
+
+def latency_bucket(duration_ms: int) -> int:
+    for index, bound in enumerate(LATENCY_BUCKETS_MS):
+        if duration_ms <= bound:
+            return index
+    return len(LATENCY_BUCKETS_MS)
+
+
+def histogram_median(histogram: list[int]) -> int:
+    """The median's bucket bound (an upper estimate; exact to the bucket)."""
+    total = sum(histogram)
+    if not total:
+        return 0
+    seen = 0
+    for index, count in enumerate(histogram):
+        seen += count
+        if seen * 2 >= total:
+            return LATENCY_BUCKETS_MS[index] if index < len(LATENCY_BUCKETS_MS) else LATENCY_BUCKETS_MS[-1] * 2
+    return 0
+
+
 class UsageDaily(models.Model):
     """Calls per (server, org, user, day), upserted in the same transaction as the log row."""
 
@@ -273,6 +296,9 @@ class UsageDaily(models.Model):
     successful = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     total_duration_ms = models.BigIntegerField(default=0)
+    # Calls per latency bucket (upper bounds in LATENCY_BUCKETS_MS, the last open-ended): additive, so the
+    # day's median latency is read from a dozen integers instead of a scan of the day's logs.
+    latency_histogram = models.JSONField(default=list, blank=True)
 
     objects = RequestLogQuerySet.as_manager()
 

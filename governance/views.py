@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-import statistics
 from datetime import timedelta
+from itertools import zip_longest
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -16,7 +16,14 @@ from accounts.models import Organization
 from accounts.ratelimit import client_ip
 from governance import calls, services
 from governance.api.views import _annotations_for
-from governance.models import ApprovalRequest, ApprovalStatus, AuditEvent, RequestLog, UsageDaily
+from governance.models import (
+    ApprovalRequest,
+    ApprovalStatus,
+    AuditEvent,
+    RequestLog,
+    UsageDaily,
+    histogram_median,
+)
 from mcpsettings.models import McpServer, McpTool
 
 DECISIONS = [
@@ -97,24 +104,22 @@ def tool_settings(request: HttpRequest, pk, tool: str) -> HttpResponse:
 
 
 def daily_series(user, days: int = 14) -> list[dict]:
-    """Per day: requests, failures (from usage rows) and median latency (from that day's logs)."""
+    """Per day: requests, failures and median latency — all from the usage rows (no scan of the logs)."""
     today = timezone.localdate()
     start = today - timedelta(days=days - 1)
-    rows = UsageDaily.objects.filter(user=user, date__gte=start)
-    per_day = {start + timedelta(days=i): {"requests": 0, "failed": 0, "median": 0} for i in range(days)}
-    for row in rows:
-        per_day[row.date]["requests"] += row.request_count
-        per_day[row.date]["failed"] += row.failed
-    since = timezone.now() - timedelta(days=days)
-    durations: dict = {}
-    for created, duration in RequestLog.objects.filter(user=user, created_at__gte=since).values_list(
-        "created_at", "duration_ms"
-    )[:50000]:
-        durations.setdefault(timezone.localdate(created), []).append(duration)
-    for day, values in durations.items():
-        if day in per_day:
-            per_day[day]["median"] = int(statistics.median(values))
-    return [{"date": d, **v} for d, v in sorted(per_day.items())]
+    per_day = {start + timedelta(days=i): {"requests": 0, "failed": 0, "hist": []} for i in range(days)}
+    for row in UsageDaily.objects.filter(user=user, date__gte=start).only(
+        "date", "request_count", "failed", "latency_histogram"
+    ):
+        day = per_day[row.date]
+        day["requests"] += row.request_count
+        day["failed"] += row.failed
+        hist = row.latency_histogram or []
+        day["hist"] = [a + b for a, b in zip_longest(day["hist"], hist, fillvalue=0)]
+    return [
+        {"date": d, "requests": v["requests"], "failed": v["failed"], "median": histogram_median(v["hist"])}
+        for d, v in sorted(per_day.items())
+    ]
 
 
 def chart(series: list[dict], width: int = 700, height: int = 180) -> dict:
@@ -153,6 +158,9 @@ def chart(series: list[dict], width: int = 700, height: int = 180) -> dict:
     }
 
 
+PAGE_SIZE = 50
+
+
 @login_required
 @require_safe
 def activity(request: HttpRequest) -> HttpResponse:
@@ -168,8 +176,12 @@ def activity(request: HttpRequest) -> HttpResponse:
         )
     if status_filter:
         qs = qs.filter(status=status_filter)
-    page = Paginator(
-        qs.only(
+    # Keyset pagination (older than an id): no COUNT(*) over millions of rows on every visit.
+    before = request.GET.get("before", "")
+    if before.isdigit():
+        qs = qs.filter(id__lt=int(before))
+    rows = list(
+        qs.order_by("-id").only(
             "id",
             "created_at",
             "server_name",
@@ -179,12 +191,14 @@ def activity(request: HttpRequest) -> HttpResponse:
             "duration_ms",
             "error_message",
             "via",
-        ),
-        50,
-    ).get_page(request.GET.get("page"))
+        )[: PAGE_SIZE + 1]
+    )
+    older = rows[PAGE_SIZE - 1].id if len(rows) > PAGE_SIZE else None
     series = daily_series(request.user)
     context = {
-        "page": page,
+        "rows": rows[:PAGE_SIZE],
+        "older": older,
+        "paged": bool(before),
         "servers": servers,
         "server_filter": server_filter,
         "status_filter": status_filter,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from datetime import timedelta
 
 import pytest
@@ -374,3 +375,31 @@ def test_outsider_pages(client, owner, owner_api, outsider, server):
     assert client.post(f"/settings/mcps/{server.pk}/tools/echo/", {"is_enabled": "0"}).status_code == 404
     assert "mood" not in client.get("/approvals/").content.decode()
     assert "Peer" not in client.get("/activity/").content.decode()
+
+
+def test_latency_histogram_and_activity_paging(client, owner, owner_api, server):
+    from governance.models import histogram_median
+    from governance.views import daily_series
+
+    allow(owner, server, "add")
+    for _ in range(3):
+        call(owner_api, server, "add", {"a": 1, "b": 1})
+    usage = UsageDaily.objects.get(user=owner, server=server)
+    assert sum(usage.latency_histogram) == 3 and len(usage.latency_histogram) == 14
+    assert histogram_median([0, 0, 3, 1] + [0] * 10) == 5  # the bucket holding the middle call
+    today = daily_series(owner)[-1]
+    assert today["requests"] == 3 and today["median"] > 0
+    RequestLog.objects.bulk_create(
+        [
+            RequestLog(
+                user=owner, server=server, server_name="Peer", tool_name=f"bulk{i}", status="ok", status_code=200
+            )
+            for i in range(60)
+        ]
+    )
+    client.force_login(owner)
+    first = client.get("/activity/").content.decode()
+    assert "bulk59" in first and "bulk0<" not in first and "Older" in first
+    older = re.search(r'href="\?before=(\d+)', first).group(1)
+    second = client.get(f"/activity/?before={older}").content.decode()
+    assert "bulk0<" in second and "bulk59" not in second and "Newest" in second
