@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 
 from django.db.models import Q
 from django.utils import timezone
@@ -12,12 +13,25 @@ from governance.models import ApprovalType, ToolApproval, ToolPermission
 from mcpsettings.models import McpServer, McpTool
 
 ASK, ALWAYS, NEVER = "ask", "always", "never"
+CATALOG_FIELDS = (
+    "id",
+    "server_id",
+    "name",
+    "title",
+    "description",
+    "input_schema",
+    "output_schema",
+    "annotations",
+    "needs_review",
+    "changed_at",
+    "digest",
+)
 
 
 @dataclass
 class ToolView:
     server: McpServer
-    tool: McpTool
+    tool: McpTool | SimpleNamespace  # a plain row when listing many tools
     enabled: bool
     org_enabled: bool | None  # None: the server has no org layer
     user_enabled: bool | None  # None: no personal setting
@@ -53,6 +67,8 @@ def tool_views(user, servers: list[McpServer], *, tool_name: str | None = None, 
     )
     if light:  # the call path needs only what decides the policy, not schemas and descriptions
         tools_qs = tools_qs.only("id", "server_id", "name", "annotations")
+    else:  # what agents are shown, as plain rows: no model instances for thousands of tools
+        tools_qs = tools_qs.values(*CATALOG_FIELDS)
     if tool_name is not None:
         tools_qs = tools_qs.filter(name=tool_name)
         perms_qs = perms_qs.filter(tool_name=tool_name)
@@ -70,6 +86,8 @@ def tool_views(user, servers: list[McpServer], *, tool_name: str | None = None, 
             standing[(a.server_id, a.tool_name)] = a
     views = []
     for tool in tools_qs:
+        if isinstance(tool, dict):
+            tool = SimpleNamespace(**tool)
         server = by_id[tool.server_id]
         key = (server.pk, tool.name)
         views.append(_view(server, tool, org_rows.get(key), user_rows.get(key), standing.get(key)))
