@@ -586,6 +586,9 @@ def render(r: dict) -> str:
         "",
     ]
     lines += ["", f"Peak RSS of one gunicorn worker: **{r.get('rss_mb')} MB**.", ""]
+    notes = ROOT / "bench" / "notes.md"
+    if notes.exists():  # targets and the before/after history, kept by hand
+        lines += ["", notes.read_text()]
     return "\n".join(lines)
 
 
