@@ -117,8 +117,17 @@ class _ClientPool:
 POOL = _ClientPool()
 
 
+_LOOK_IT_UP = object()
+
+
 def with_client(
-    server: McpServer, user, work: Callable[[McpClient], T], *, pooled: bool = False, credential=None, **client_kwargs
+    server: McpServer,
+    user,
+    work: Callable[[McpClient], T],
+    *,
+    pooled: bool = False,
+    credential=_LOOK_IT_UP,
+    **client_kwargs,
 ) -> T:
     """Run `work` with a client holding the user's credential for this server.
 
@@ -142,7 +151,8 @@ def with_client(
             raise
 
     try:
-        cred = credential if credential is not None else credential_for(server, user)
+        # The caller may pass the credential it already read (None: the server has none).
+        cred = credential_for(server, user) if credential is _LOOK_IT_UP else credential
         if server.auth_type == AuthType.OAUTH:
             cred = oauth.fresh(cred)
         try:
