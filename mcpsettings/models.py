@@ -40,13 +40,17 @@ def _user_org_ids(user):
     return Organization.objects.filter(memberships__user=user).values("pk")
 
 
-class McpServerQuerySet(models.QuerySet):
-    def live(self) -> McpServerQuerySet:
+class SoftDeleteQuerySet(models.QuerySet):
+    """Soft delete: `deleted_at` set = in the trash (restorable), not gone."""
+
+    def live(self):
         return self.filter(deleted_at__isnull=True)
 
-    def trashed(self) -> McpServerQuerySet:
+    def trashed(self):
         return self.filter(deleted_at__isnull=False)
 
+
+class McpServerQuerySet(SoftDeleteQuerySet):
     def visible_to(self, user) -> McpServerQuerySet:
         """Servers the user may see and use: their own, their orgs', those shared with their orgs, and global ones.
 
@@ -360,13 +364,7 @@ class OrgServerContext(models.Model):
         return f"{self.organization} × {self.server}"
 
 
-class GatewayQuerySet(models.QuerySet):
-    def live(self) -> GatewayQuerySet:
-        return self.filter(deleted_at__isnull=True)
-
-    def trashed(self) -> GatewayQuerySet:
-        return self.filter(deleted_at__isnull=False)
-
+class GatewayQuerySet(SoftDeleteQuerySet):
     def visible_to(self, user) -> GatewayQuerySet:
         if not user.is_authenticated:
             return self.none()
