@@ -63,3 +63,22 @@ def test_demo_is_idempotent():
     assert User.objects.filter(email__endswith="@example.com").count() == 3
     assert Membership.objects.filter(organization__slug="acme").count() == 3
     assert first.strip().splitlines()[-1].startswith("gh_")
+
+
+def test_prune_guests_deletes_only_long_expired_guests():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.factories import make_api_key
+
+    now = timezone.now()
+    old = User.objects.create_user(None, is_guest=True, guest_expires_at=now - timedelta(days=3))
+    make_api_key(old)
+    fresh = User.objects.create_user(None, is_guest=True, guest_expires_at=now - timedelta(hours=1))
+    live = User.objects.create_user(None, is_guest=True, guest_expires_at=now + timedelta(days=1))
+    registered = User.objects.create_user("keep@example.com", "pw-long-enough-1")
+    out = run("prune_guests", "--grace-hours", "24")
+    assert "Deleted 1" in out
+    assert set(User.objects.values_list("pk", flat=True)) == {fresh.pk, live.pk, registered.pk}
+    assert not ApiKey.objects.filter(user_id=old.pk).exists()
