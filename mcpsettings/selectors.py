@@ -72,3 +72,11 @@ def gateways_for(user, *, deleted: bool = False) -> QuerySet[Gateway]:
     qs = Gateway.objects.visible_to(user)
     qs = qs.trashed() if deleted else qs.live()
     return qs.prefetch_related(Prefetch("sources", queryset=McpServer.objects.only("id", "name")))
+
+
+def gateway_for(user, pk, *, include_deleted: bool = False) -> Gateway:
+    """One of the user's gateways (live, or also trashed); Gateway.DoesNotExist otherwise (views answer 404)."""
+    qs = Gateway.objects.visible_to(user)
+    if not include_deleted:
+        qs = qs.live()
+    return qs.prefetch_related("sources").get(pk=pk)

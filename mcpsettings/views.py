@@ -285,14 +285,11 @@ def oauth_client_metadata(request: HttpRequest) -> HttpResponse:
 # --- gateways ---------------------------------------------------------------------------------
 
 
-def _gateway(request: HttpRequest, pk, *, deleted: bool | None = False) -> Gateway:
-    qs = Gateway.objects.visible_to(request.user)
-    if deleted is False:
-        qs = qs.live()
-    gateway = qs.prefetch_related("sources").filter(pk=pk).first()
-    if gateway is None:
-        raise Http404("No such gateway.")
-    return gateway
+def _gateway(request: HttpRequest, pk, *, include_deleted: bool = False) -> Gateway:
+    try:
+        return selectors.gateway_for(request.user, pk, include_deleted=include_deleted)
+    except Gateway.DoesNotExist:
+        raise Http404("No such gateway.") from None
 
 
 @login_required
@@ -359,7 +356,7 @@ def gateway_detail(request: HttpRequest, pk) -> HttpResponse:
 @require_POST
 def gateway_delete(request: HttpRequest, pk) -> HttpResponse:
     hard = "hard" in request.POST
-    gateway = _gateway(request, pk, deleted=None if hard else False)
+    gateway = _gateway(request, pk, include_deleted=hard)
     if hard:
         services.gateway_hard_delete(actor=request.user, gateway=gateway, ip=client_ip(request))
         messages.success(request, f"Gateway “{gateway.name}” deleted for good; its endpoint is free again.")
@@ -372,7 +369,7 @@ def gateway_delete(request: HttpRequest, pk) -> HttpResponse:
 @login_required
 @require_POST
 def gateway_restore(request: HttpRequest, pk) -> HttpResponse:
-    gateway = _gateway(request, pk, deleted=None)
+    gateway = _gateway(request, pk, include_deleted=True)
     try:
         services.gateway_restore(actor=request.user, gateway=gateway, ip=client_ip(request))
     except Conflict as exc:

@@ -4,7 +4,6 @@ import uuid
 
 from django.core.exceptions import ValidationError
 from django.db.models import Q
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
@@ -56,6 +55,11 @@ def _server_response(request, server: McpServer, code: int = 200) -> Response:
     return Response(McpServerSerializer(server).data, status=code)
 
 
+def query_flag(request, name: str) -> bool:
+    """`?deleted=true`, `?hard=1`…: a boolean query parameter, false when absent."""
+    return request.query_params.get(name, "").lower() in ("1", "true", "yes")
+
+
 DELETED_PARAM = OpenApiParameter("deleted", bool, description="true: list the trash instead")
 HARD_PARAM = OpenApiParameter("hard", bool, description="true: delete for good")
 
@@ -63,7 +67,7 @@ HARD_PARAM = OpenApiParameter("hard", bool, description="true: delete for good")
 class McpServerListView(APIView):
     @extend_schema(parameters=[DELETED_PARAM], responses=McpServerListSerializer, operation_id="mcps_list")
     def get(self, request):
-        deleted = request.query_params.get("deleted", "").lower() in ("1", "true", "yes")
+        deleted = query_flag(request, "deleted")
         servers = selectors.servers_for(request.user, deleted=deleted)
         return Response({"mcps": McpServerSerializer(servers, many=True).data, "count": len(servers)})
 
@@ -114,7 +118,7 @@ class McpServerDetailView(APIView):
 
     @extend_schema(parameters=[HARD_PARAM], responses={204: None}, operation_id="mcps_destroy")
     def delete(self, request, pk):
-        hard = request.query_params.get("hard", "").lower() in ("1", "true", "yes")
+        hard = query_flag(request, "hard")
         server = _server(request, pk, include_deleted=hard)
         if hard:
             services.server_hard_delete(actor=request.user, server=server, ip=client_ip(request))
@@ -167,25 +171,22 @@ class ContextView(APIView):
         return Response(ContextSerializer({"contexts": contexts, "instructions": instructions}).data)
 
 
-def _gateway(request, pk, *, deleted: bool | None = False) -> Gateway:
-    qs = Gateway.objects.visible_to(request.user)
-    if deleted is False:
-        qs = qs.live()
+def _gateway(request, pk, *, include_deleted: bool = False) -> Gateway:
     try:
-        return get_object_or_404(qs.prefetch_related("sources"), pk=pk)
-    except ValidationError:
+        return selectors.gateway_for(request.user, pk, include_deleted=include_deleted)
+    except (Gateway.DoesNotExist, ValidationError):
         raise services.NotVisible from None
 
 
 def _gateway_response(request, gateway: Gateway, code: int = 200) -> Response:
-    gateway = _gateway(request, gateway.pk, deleted=None)
+    gateway = _gateway(request, gateway.pk, include_deleted=True)
     return Response(GatewaySerializer(gateway, context={"request": request}).data, status=code)
 
 
 class GatewayListView(APIView):
     @extend_schema(parameters=[DELETED_PARAM], responses=GatewayListSerializer, operation_id="gateways_list")
     def get(self, request):
-        deleted = request.query_params.get("deleted", "").lower() in ("1", "true", "yes")
+        deleted = query_flag(request, "deleted")
         gateways = list(selectors.gateways_for(request.user, deleted=deleted))
         data = GatewaySerializer(gateways, many=True, context={"request": request}).data
         return Response({"gateways": data, "count": len(data)})
@@ -222,8 +223,8 @@ class GatewayDetailView(APIView):
 
     @extend_schema(parameters=[HARD_PARAM], responses={204: None}, operation_id="gateways_destroy")
     def delete(self, request, pk):
-        hard = request.query_params.get("hard", "").lower() in ("1", "true", "yes")
-        gateway = _gateway(request, pk, deleted=None if hard else False)
+        hard = query_flag(request, "hard")
+        gateway = _gateway(request, pk, include_deleted=hard)
         if hard:
             services.gateway_hard_delete(actor=request.user, gateway=gateway, ip=client_ip(request))
         else:
@@ -234,7 +235,7 @@ class GatewayDetailView(APIView):
 class GatewayRestoreView(APIView):
     @extend_schema(request=None, responses=GatewaySerializer, operation_id="gateways_restore")
     def post(self, request, pk):
-        gateway = _gateway(request, pk, deleted=None)
+        gateway = _gateway(request, pk, include_deleted=True)
         gateway = services.gateway_restore(actor=request.user, gateway=gateway, ip=client_ip(request))
         return _gateway_response(request, gateway)
 
