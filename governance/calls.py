@@ -1,12 +1,14 @@
 """The governed call: the one path every agent tool call takes, from the REST API and the MCP endpoint.
 
-visibility → permission → approval → upstream call with the user's credential → RequestLog +
-UsageDaily in one transaction → answer.
+visibility → arguments storable → permission → approval → the log row opened ("running", in the
+transaction that uses up a once-approval) → upstream call with the user's credential → the row completed
+with UsageDaily in one transaction → answer. No upstream execution without a row.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import logging
 import time
@@ -21,6 +23,8 @@ from django.db.models import F, Func, JSONField, Q
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts import jsonsafe
+from accounts.jsonsafe import clean_text
 from governance.models import (
     LATENCY_BUCKETS_MS,
     ApprovalRequest,
@@ -31,8 +35,8 @@ from governance.models import (
     UsageDaily,
     latency_bucket,
 )
-from governance.redaction import redact_for_storage, redact_text
-from governance.selectors import ALWAYS, NEVER, tool_view
+from governance.redaction import cut_secrets, redact_for_storage, redact_text
+from governance.selectors import ALWAYS, NEVER, ToolView, tool_view
 from mcpsettings import discovery
 from mcpsettings.mcp_client import McpError
 from mcpsettings.models import Credential, McpServer
@@ -64,16 +68,6 @@ def arguments_digest(server: McpServer, tool: str, arguments: dict[str, Any]) ->
 
 def approval_ttl() -> timedelta:
     return timedelta(seconds=int(getattr(settings, "APPROVAL_REQUEST_TTL_SECONDS", 3600)))
-
-
-def known_secrets(credentials: list[Credential], raw_key: str | None = None) -> list[str]:
-    """Every secret value that must never be stored: this server's credentials and the caller's key."""
-    values: list[str] = []
-    for cred in credentials:
-        values += [cred.access_token, cred.refresh_token, cred.header_value]
-    if raw_key:
-        values.append(raw_key)
-    return [v for v in values if v]
 
 
 def resolve_server(user, ref: str) -> McpServer | None:
@@ -140,100 +134,167 @@ def governed_call(
     user_agent: str = "",
     via: str = "api",
 ) -> CallOutcome:
+    """Decide, run and record one call. Nothing runs upstream without a RequestLog row in the database:
+    the row is written ("running") before the upstream call and completed after it (see README)."""
     arguments = arguments if isinstance(arguments, dict) else {}
-    started = time.monotonic()
     server = resolve_server(user, server_ref)
     if server is None:
         return CallOutcome(404, {"detail": "No such server.", "code": "not_found"}, code="not_found")
-    credentials = list(Credential.objects.filter(server=server).filter(Q(user__isnull=True) | Q(user=user)))
-    secrets = known_secrets(credentials, raw_key)
-    own = min(credentials, key=lambda c: c.user_id is None, default=None)  # the user's own first
-
-    def finish(
-        status: int, code: str, body: dict, *, result=None, error: str = "", log_status: str = ""
-    ) -> CallOutcome:
-        try:
-            entry = record(
-                user=user,
-                api_key=api_key,
-                server=server,
-                tool=tool,
-                arguments=arguments,
-                response=result or body,
-                status=log_status or code or "ok",
-                status_code=status,
-                started=started,
-                ip=ip,
-                user_agent=user_agent,
-                error=error,
-                secrets=secrets,
-                via=via,
-            )
-        except DatabaseError:
-            # Log and usage go in one transaction: both or neither. Without them the call cannot be
-            # accounted for, so the agent is told it failed (and may retry).
-            log.warning("Could not record a call to server %s: the database is unavailable.", server.pk)
-            return CallOutcome(
-                503,
-                {"detail": "Gatehouse could not record the call; try again shortly.", "code": "database_unavailable"},
-                code="database_unavailable",
-            )
-        if result is not None:
-            body = {**body, "request_id": entry.pk}
-        return CallOutcome(status, body, code=code, result=result, log=entry)
-
-    if not server.is_active:
-        return finish(
-            403,
-            "server_inactive",
-            {"detail": f"The server “{server.name}” is switched off.", "code": "server_inactive"},
-            error="server inactive",
-        )
-    view = tool_view(user, server, tool, light=True)
-    if view is None or not view.enabled:
-        detail = "This tool is disabled." if view is not None else "This server has no such tool."
-        code = "tool_disabled" if view is not None else "not_found"
-        status = 403 if view is not None else 404
-        return finish(status, code, {"detail": detail, "code": code}, error=detail)
-
+    credentials = list(Credential.objects.filter(server=server))
+    call = _Call(
+        user=user,
+        api_key=api_key,
+        server=server,
+        tool=tool,
+        arguments=arguments,
+        secrets=discovery.server_secrets(server, credentials) + ([raw_key] if raw_key else []),
+        ip=ip,
+        user_agent=user_agent,
+        via=via,
+    )
+    refusal, view = _refusal(call)
+    if refusal is not None:
+        return refusal
     digest = arguments_digest(server, tool, arguments)
     if view.approval == NEVER:
-        return finish(
-            403,
-            "approval_denied",
-            {"detail": "Calls to this tool are never allowed.", "code": "approval_denied"},
-            error="approval: never",
-        )
-    if view.approval != ALWAYS:
-        expire_stale_requests(user)
-        if approval_id:
-            req = ApprovalRequest.objects.filter(pk=_uuid(approval_id), user=user).first()
-            if req is not None and req.status == ApprovalStatus.DENIED:
-                return finish(
-                    403,
-                    "approval_denied",
-                    {"detail": "A person denied this call.", "code": "approval_denied", "approval_id": str(req.pk)},
-                    error="approval denied",
-                )
-            if req is not None and req.status == ApprovalStatus.PENDING and req.arguments_digest == digest:
+        return call.refuse(403, "approval_denied", "Calls to this tool are never allowed.", error="approval: never")
+    try:
+        if view.approval == ALWAYS:
+            entry = call.start()
+        else:
+            early = _approval_answer(call, approval_id, digest)
+            if early is not None:
+                return early
+            entry = call.start(once_digest=digest)
+            if entry is None:
+                req = _pending_request(user, api_key, server, tool, arguments, digest, call.secrets)
                 return CallOutcome(202, _pending_body(req), code="approval_pending", approval=req)
-        if not _consume_once(user, server, tool, digest):
-            req = _pending_request(user, api_key, server, tool, arguments, digest, secrets)
-            return CallOutcome(202, _pending_body(req), code="approval_pending", approval=req)
+    except DatabaseError:
+        log.warning("Could not open the record of a call to server %s: the database is unavailable.", server.pk)
+        return CallOutcome(
+            503,
+            {"detail": "Gatehouse could not record the call, so it did not run; try again.", "code": DB_DOWN},
+            code=DB_DOWN,
+        )
+    return _run(call, entry, discovery.choose_credential(server, user, credentials))
 
+
+DB_DOWN = "database_unavailable"
+UPSTREAM_ERRORS = {"timeout": (504, "upstream_timeout"), "reconnect_needed": (409, "reconnect_needed")}
+
+
+def _refusal(call: _Call) -> tuple[CallOutcome | None, ToolView | None]:
+    """Refusals decided before anything runs (each one logged), else the tool's policy."""
+    server = call.server
+    if not server.is_active:
+        return call.refuse(403, "server_inactive", f"The server “{server.name}” is switched off."), None
+    problem = jsonsafe.unstorable(call.arguments, name="arguments")
+    if problem:
+        # Refused before the upstream sees it: Gatehouse records exactly what runs, or it does not run.
+        sentence = f"The call was refused: {problem}. Gatehouse records every call exactly and cannot store this."
+        return call.refuse(400, "invalid_arguments", sentence, body={"arguments": [sentence]}), None
+    view = tool_view(call.user, server, call.tool, light=True)
+    if view is None:
+        return call.refuse(404, "not_found", "This server has no such tool."), None
+    if not view.enabled:
+        return call.refuse(403, "tool_disabled", "This tool is disabled."), None
+    return None, view
+
+
+def _approval_answer(call: _Call, approval_id: str | None, digest: str) -> CallOutcome | None:
+    """What an earlier approval request says about this call, when the agent names it."""
+    expire_stale_requests(call.user)
+    if not approval_id:
+        return None
+    req = ApprovalRequest.objects.filter(pk=_uuid(approval_id), user=call.user).first()
+    if req is not None and req.status == ApprovalStatus.DENIED:
+        return call.refuse(
+            403, "approval_denied", "A person denied this call.", extra={"approval_id": str(req.pk)}, error="denied"
+        )
+    if req is not None and req.status == ApprovalStatus.PENDING and req.arguments_digest == digest:
+        return CallOutcome(202, _pending_body(req), code="approval_pending", approval=req)
+    return None
+
+
+def _run(call: _Call, entry: RequestLog, credential: Credential | None) -> CallOutcome:
+    server, secrets = call.server, call.secrets
     try:
         result = discovery.with_client(
-            server, user, lambda c: c.call_tool(tool, arguments), pooled=True, credential=own
+            server, call.user, lambda c: c.call_tool(call.tool, call.arguments), pooled=True, credential=credential
         )
     except McpError as exc:
         message = redact_text(str(exc), secrets)
-        if exc.kind == "timeout":
-            return finish(504, "upstream_timeout", {"detail": message, "code": "upstream_timeout"}, error=message)
-        if exc.kind == "reconnect_needed":
-            return finish(409, "reconnect_needed", {"detail": message, "code": "reconnect_needed"}, error=message)
-        return finish(502, "upstream_error", {"detail": message, "code": "upstream_error"}, error=message)
-    status_label = "tool_error" if result.get("isError") else "ok"
-    return finish(200, "", {"result": result}, result=result, log_status=status_label)
+        status, code = UPSTREAM_ERRORS.get(exc.kind, (502, "upstream_error"))
+        return call.finish(entry, status, code, {"detail": message, "code": code}, error=message)
+    # What goes back to the agent keeps its shape; only secrets Gatehouse holds for this server are cut.
+    result = cut_secrets(result, secrets)
+    label = "tool_error" if result.get("isError") else "ok"
+    return call.finish(entry, 200, label, {"result": result}, result=result)
+
+
+@dataclass
+class _Call:
+    """One governed call's facts, and the two ways it is recorded: refused (one row) or run (opened, then finished)."""
+
+    user: Any
+    api_key: Any
+    server: McpServer
+    tool: str
+    arguments: dict[str, Any]
+    secrets: list[str]
+    ip: str | None
+    user_agent: str
+    via: str
+    started: float = field(default_factory=time.monotonic)
+
+    def fields(self) -> dict[str, Any]:
+        server = self.server
+        return {
+            "user": self.user,
+            "api_key": self.api_key,
+            "server": server,
+            "organization": server.organization,
+            "server_name": clean_text(server.name),
+            "tool_name": clean_text(self.tool)[:200],
+            "method": "tools/call",
+            "via": self.via,
+            "request_body": redact_for_storage({"tool": self.tool, "arguments": self.arguments}, self.secrets),
+            "ip": valid_ip(self.ip),
+            "user_agent": clean_text(self.user_agent or "")[:300],
+        }
+
+    def refuse(
+        self, status: int, code: str, detail: str, *, body=None, extra=None, error: str = ""
+    ) -> CallOutcome:
+        body = body or {"detail": detail, "code": code, **(extra or {})}
+        try:
+            entry = record(self, response=body, status=code, status_code=status, error=error or detail)
+        except DatabaseError:
+            log.warning("Could not record a refused call to server %s: the database is unavailable.", self.server.pk)
+            body = {"detail": "Gatehouse could not record the call; try again.", "code": DB_DOWN}
+            return CallOutcome(503, body, code=DB_DOWN)
+        return CallOutcome(status, body, code=code, log=entry)
+
+    @transaction.atomic
+    def start(self, *, once_digest: str | None = None) -> RequestLog | None:
+        """The row that says a call is running, written before the upstream sees it. With `once_digest`,
+        a matching once-approval is used up in the same transaction (None: there was none to use)."""
+        if once_digest is not None and not _consume_once(self.user, self.server, self.tool, once_digest):
+            return None
+        return RequestLog.objects.create(**self.fields(), status=RUNNING, status_code=0, response_body={})
+
+    def finish(self, entry: RequestLog, status: int, label: str, body: dict, *, result=None, error: str = ""):
+        code = "" if status == 200 else label
+        try:
+            complete(entry, self, response=result or body, status=label, status_code=status, error=error)
+        except DatabaseError:
+            # The tool ran; its row stays "running" until settle_calls marks it. Telling the agent to
+            # retry would run it twice, so it gets the real answer and a warning instead.
+            log.warning("Could not complete the record of call %s: the database is unavailable.", entry.pk)
+            body = {**body, "warning": "The call ran, but Gatehouse could not finish recording it. Do not retry it."}
+        if result is not None:
+            body = {**body, "request_id": entry.pk}
+        return CallOutcome(status, body, code=code, result=result, log=entry)
 
 
 def _uuid(value):
@@ -256,6 +317,8 @@ def _pending_body(req: ApprovalRequest) -> dict[str, Any]:
 @transaction.atomic
 def _pending_request(user, api_key, server, tool, arguments, digest, secrets) -> ApprovalRequest:
     """One open request per (user, tool, arguments): asking twice does not fill the inbox twice."""
+    from governance.approval_arguments import full_arguments_text
+
     existing = (
         ApprovalRequest.objects.select_for_update()
         .filter(user=user, server=server, tool_name=tool, arguments_digest=digest, status=ApprovalStatus.PENDING)
@@ -269,6 +332,8 @@ def _pending_request(user, api_key, server, tool, arguments, digest, secrets) ->
         server=server,
         tool_name=tool,
         arguments=redact_for_storage(arguments, secrets),
+        # Encrypted, for the person deciding: the preview above is redacted and may be truncated.
+        arguments_full=full_arguments_text(arguments),
         arguments_digest=digest,
         expires_at=timezone.now() + approval_ttl(),
     )
@@ -311,49 +376,22 @@ class HistogramIncrement(Func):
         )
 
 
-@transaction.atomic
-def record(
-    *,
-    user,
-    api_key,
-    server,
-    tool,
-    arguments,
-    response,
-    status,
-    status_code,
-    started,
-    ip,
-    user_agent,
-    error,
-    secrets,
-    via="api",
-) -> RequestLog:
-    """The log row and the day's usage counters, in one transaction."""
-    duration = int((time.monotonic() - started) * 1000)
-    entry = RequestLog.objects.create(
-        user=user,
-        api_key=api_key,
-        server=server,
-        organization=server.organization if server else None,
-        server_name=server.name if server else "",
-        tool_name=tool[:200],
-        method="tools/call",
-        via=via,
-        request_body=redact_for_storage({"tool": tool, "arguments": arguments}, secrets),
-        response_body=redact_for_storage(response, secrets),
-        status=status[:20],
-        status_code=status_code,
-        duration_ms=duration,
-        ip=ip,
-        user_agent=(user_agent or "")[:300],
-        error_message=redact_text(error, secrets),
-    )
-    ok = 200 <= status_code < 300
+RUNNING = "running"
+UNFINISHED = "unfinished"
+
+
+def valid_ip(value: str | None) -> str | None:
+    """Only a well-formed address is stored; anything else (a forged header) is dropped, never a 500."""
+    try:
+        return str(ipaddress.ip_address((value or "").strip())) if value else None
+    except ValueError:
+        return None
+
+
+def _count_usage(*, server, user, ok: bool, duration: int) -> None:
+    """Add one call to the day's counters (inside the caller's transaction)."""
     bucket = latency_bucket(duration)
-    today = timezone.localdate()
-    org = server.organization if server else None
-    lookup = {"server": server, "user": user, "date": today, "organization": org}
+    lookup = {"server": server, "user": user, "date": timezone.localdate(), "organization": server.organization}
     increments = {
         "request_count": F("request_count") + 1,
         "successful": F("successful") + (1 if ok else 0),
@@ -374,4 +412,51 @@ def record(
                 )
         except IntegrityError:  # a concurrent first call of the day created it: add to it instead
             UsageDaily.objects.filter(**lookup).update(**increments)
+
+
+@transaction.atomic
+def record(call: _Call, *, response, status: str, status_code: int, error: str) -> RequestLog:
+    """A call that did not run upstream: its log row and the day's usage, in one transaction."""
+    duration = int((time.monotonic() - call.started) * 1000)
+    entry = RequestLog.objects.create(
+        **call.fields(),
+        response_body=redact_for_storage(response, call.secrets),
+        status=status[:20],
+        status_code=status_code,
+        duration_ms=duration,
+        error_message=redact_text(error, call.secrets),
+    )
+    _count_usage(server=call.server, user=call.user, ok=200 <= status_code < 300, duration=duration)
     return entry
+
+
+@transaction.atomic
+def complete(entry: RequestLog, call: _Call, *, response, status: str, status_code: int, error: str) -> None:
+    """Finish the row opened before the upstream call, and count it, in one transaction."""
+    entry.duration_ms = int((time.monotonic() - call.started) * 1000)
+    entry.response_body = redact_for_storage(response, call.secrets)
+    entry.status, entry.status_code = status[:20], status_code
+    entry.error_message = redact_text(error, call.secrets)
+    entry.save(update_fields=["duration_ms", "response_body", "status", "status_code", "error_message"])
+    _count_usage(server=call.server, user=call.user, ok=200 <= status_code < 300, duration=entry.duration_ms)
+
+
+def settle_calls(*, older_than: timedelta | None = None) -> int:
+    """Rows still "running" long after any call could have ended (the database failed after the upstream
+    ran): mark them unfinished and count them, so usage matches the log. Safe to run from many workers."""
+    if older_than is None:
+        older_than = timedelta(seconds=settings.MCP_HTTP_TIMEOUT * 2 + 60)
+    cutoff = timezone.now() - older_than
+    settled = 0
+    for pk in RequestLog.objects.filter(status=RUNNING, created_at__lt=cutoff).values_list("pk", flat=True)[:1000]:
+        with transaction.atomic():
+            entry = RequestLog.objects.select_for_update(skip_locked=True).filter(pk=pk, status=RUNNING).first()
+            if entry is None:
+                continue
+            entry.status, entry.status_code = UNFINISHED, 0
+            entry.error_message = "The call ran, but its result was never recorded (the database was unavailable)."
+            entry.save(update_fields=["status", "status_code", "error_message"])
+            if entry.server_id is not None:
+                _count_usage(server=entry.server, user=entry.user, ok=False, duration=entry.duration_ms)
+            settled += 1
+    return settled

@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from accounts.jsonsafe import clean_number, clean_text
+
 REDACTED = "[REDACTED]"
 TRUNCATED = "[TRUNCATED]"
 SECRET_KEY_RE = re.compile(
@@ -25,7 +27,8 @@ MAX_BODY_BYTES = 16 * 1024
 MAX_DEPTH = 20
 
 
-def _scrub_string(value: str, secrets: list[str]) -> str:
+def _scrub_string(value: str, secrets: list[str], notes: set[str] | None = None) -> str:
+    value = clean_text(value, notes)
     for secret in secrets:
         if secret and secret in value:
             value = value.replace(secret, REDACTED)
@@ -35,36 +38,51 @@ def _scrub_string(value: str, secrets: list[str]) -> str:
     return value
 
 
-def redact(value: Any, secrets: Iterable[str] = (), *, _depth: int = 0) -> Any:
-    """A redacted deep copy of a JSON-like value."""
-    secret_list = sorted({s for s in secrets if isinstance(s, str) and len(s) >= 4}, key=len, reverse=True)
-    return _redact(value, secret_list, 0)
+def _secret_list(secrets: Iterable[str]) -> list[str]:
+    return sorted({s for s in secrets if isinstance(s, str) and len(s) >= 4}, key=len, reverse=True)
 
 
-def _redact(value: Any, secrets: list[str], depth: int) -> Any:
+def redact(value: Any, secrets: Iterable[str] = (), *, notes: set[str] | None = None, by_key: bool = True) -> Any:
+    """A redacted deep copy of a JSON-like value, storable whatever it held (see accounts.jsonsafe).
+
+    `by_key=False` cuts out only known secret values (for text shown as it came, e.g. tool results).
+    """
+    return _redact(value, _secret_list(secrets), 0, notes, by_key)
+
+
+def _redact(value: Any, secrets: list[str], depth: int, notes: set[str] | None, by_key: bool) -> Any:
     if depth > MAX_DEPTH:
+        if notes is not None:
+            notes.add(f"nesting deeper than {MAX_DEPTH} levels cut")
         return TRUNCATED
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
-            key_text = str(key)
-            if SECRET_KEY_RE.search(key_text) and not isinstance(item, (dict, list)):
-                out[_scrub_string(key_text, secrets)] = REDACTED
+            key_text = _scrub_string(str(key), secrets, notes)
+            if by_key and SECRET_KEY_RE.search(key_text) and not isinstance(item, (dict, list)):
+                out[key_text] = REDACTED
             else:
-                out[_scrub_string(key_text, secrets)] = _redact(item, secrets, depth + 1)
+                out[key_text] = _redact(item, secrets, depth + 1, notes, by_key)
         return out
     if isinstance(value, (list, tuple)):
-        return [_redact(item, secrets, depth + 1) for item in value]
+        return [_redact(item, secrets, depth + 1, notes, by_key) for item in value]
     if isinstance(value, str):
-        return _scrub_string(value, secrets)
-    if value is None or isinstance(value, (bool, int, float)):
+        return _scrub_string(value, secrets, notes)
+    if isinstance(value, float):
+        return clean_number(value, notes)
+    if value is None or isinstance(value, (bool, int)):
         return value
-    return _scrub_string(str(value), secrets)
+    return _scrub_string(str(value), secrets, notes)
 
 
 def redact_for_storage(value: Any, secrets: Iterable[str] = ()) -> Any:
-    """Redact, then make sure the stored body stays small: oversized bodies keep a marked preview."""
-    clean = redact(value, secrets)
+    """Redact, then make sure the stored body stays small and storable: what had to change is noted
+    under `_altered`, oversized bodies keep a marked preview. This cannot fail on content."""
+    notes: set[str] = set()
+    clean = redact(value, secrets, notes=notes)
+    if notes:
+        altered = sorted(notes)
+        clean = {**clean, "_altered": altered} if isinstance(clean, dict) else {"_altered": altered, "value": clean}
     text = json.dumps(clean, ensure_ascii=False, default=str)
     if len(text.encode()) <= MAX_BODY_BYTES:
         return clean
@@ -72,5 +90,26 @@ def redact_for_storage(value: Any, secrets: Iterable[str] = ()) -> Any:
 
 
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
-    secret_list = sorted({s for s in secrets if isinstance(s, str) and len(s) >= 4}, key=len, reverse=True)
-    return _scrub_string(text or "", secret_list)
+    return _scrub_string(text or "", _secret_list(secrets))
+
+
+def cut_secrets(value: Any, secrets: Iterable[str] = ()) -> Any:
+    """Known secret values cut out of what goes back to an agent; nothing else changes (no key rule,
+    no truncation: the result keeps its shape). Depth is bounded by accounts.jsonsafe.loads upstream."""
+    secret_list = _secret_list(secrets)
+    if not secret_list:
+        return value
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, str):
+            for secret in secret_list:
+                if secret in item:
+                    item = item.replace(secret, REDACTED)
+            return item
+        if isinstance(item, dict):
+            return {walk(k) if isinstance(k, str) else k: walk(v) for k, v in item.items()}
+        if isinstance(item, list):
+            return [walk(v) for v in item]
+        return item
+
+    return walk(value)

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from governance.services import audit_record
 from mcpsettings.mcp_client import STATELESS_VERSION, McpClient, McpError
-from mcpsettings.models import AuthType, Credential, McpServer, McpTool, ServerStatus
+from mcpsettings.models import AuthType, Credential, McpServer, McpTool, OAuthClient, ServerStatus
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,14 +55,37 @@ def tool_digest(tool: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(material, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def choose_credential(server: McpServer, user, credentials: list[Credential]) -> Credential | None:
+    """The one rule for which credential a user's call uses, over the server's credentials in hand.
+
+    OAuth servers: only the user's own token (a shared row left from another auth type is never used);
+    bearer/header servers: only the shared token; servers without auth: none.
+    """
+    if server.auth_type == AuthType.OAUTH:
+        user_id = getattr(user, "pk", None)
+        return next((c for c in credentials if user_id is not None and c.user_id == user_id), None)
+    if server.auth_type in (AuthType.BEARER, AuthType.HEADER):
+        return next((c for c in credentials if c.user_id is None), None)
+    return None
+
+
 def credential_for(server: McpServer, user=None) -> Credential | None:
-    """The user's own credential for this server (OAuth), else the server's shared one."""
+    """The credential a user's call to this server uses (see choose_credential)."""
     who = Q(user__isnull=True)
     if user is not None and getattr(user, "pk", None):
         who |= Q(user=user)
-    creds = list(Credential.objects.filter(server=server).filter(who))
-    # Own credential (user set) sorts first.
-    return min(creds, key=lambda c: c.user_id is None, default=None)
+    return choose_credential(server, user, list(Credential.objects.filter(server=server).filter(who)))
+
+
+def server_secrets(server: McpServer, credentials: list[Credential] | None = None) -> list[str]:
+    """Every secret Gatehouse holds for this server (all users' tokens, the shared token, OAuth client
+    secrets): none of them may appear in anything stored or shown."""
+    if credentials is None:
+        credentials = list(Credential.objects.filter(server=server))
+    values = [v for c in credentials for v in (c.access_token, c.refresh_token, c.header_value) if v]
+    if server.auth_type == AuthType.OAUTH:
+        values += [s for s in OAuthClient.objects.filter(server=server).values_list("client_secret", flat=True) if s]
+    return values
 
 
 def auth_headers(server: McpServer, credential: Credential | None) -> dict[str, str]:
@@ -153,6 +176,10 @@ def with_client(
     try:
         # The caller may pass the credential it already read (None: the server has none).
         cred = credential_for(server, user) if credential is _LOOK_IT_UP else credential
+        if server.auth_type == AuthType.OAUTH and cred is None:
+            raise McpError("reconnect_needed", "Connect your account to this server first (it uses OAuth).")
+        if server.auth_type in (AuthType.BEARER, AuthType.HEADER) and (cred is None or not cred.is_set):
+            raise McpError("auth_required", "This server has no token set; enter it in the server's settings.")
         if server.auth_type == AuthType.OAUTH:
             cred = oauth.fresh(cred)
         try:

@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.exceptions import AuthenticationFailed, Throttled
 
+from accounts import jsonsafe
 from accounts.authentication import key_from_header, resolve_api_key
 from accounts.ratelimit import client_ip
 from governance import calls
@@ -132,8 +133,10 @@ def mcp_endpoint(request: HttpRequest, slug: str | None = None) -> HttpResponse:
     if len(request.body) > MAX_BODY:
         return _json(_error(None, INVALID_REQUEST, "The request is too large."), 413)
     try:
-        message = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        message = jsonsafe.loads(request.body)
+    except jsonsafe.UnsafeJSON as exc:
+        return _json(_error(None, PARSE_ERROR, f"Parse error: {exc}"), 400)
+    except (ValueError, UnicodeDecodeError):
         return _json(_error(None, PARSE_ERROR, "Parse error: the body is not JSON."), 400)
 
     header_version = request.META.get("HTTP_MCP_PROTOCOL_VERSION", "")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import requests
 
+from accounts import jsonsafe
 from mcpsettings.mcp_client.errors import McpError
 
 CHUNK = 16 * 1024
@@ -38,10 +38,17 @@ def _chunks(response: requests.Response, max_bytes: int, deadline: float) -> Ite
 
 def read_json(response: requests.Response, max_bytes: int, deadline: float) -> Any:
     body = b"".join(_chunks(response, max_bytes, deadline))
+    return _loads(body, "not_mcp", "The server's answer is not valid JSON; is this an MCP endpoint?")
+
+
+def _loads(data: str | bytes, kind: str, sentence: str) -> Any:
+    """Parse an upstream document; out-of-range numbers and deep nesting are protocol errors, never a crash."""
     try:
-        return json.loads(body)
+        return jsonsafe.loads(data)
+    except jsonsafe.UnsafeJSON as exc:
+        raise McpError("protocol", f"The server's answer cannot be accepted: {exc}") from None
     except (ValueError, UnicodeDecodeError):
-        raise McpError("not_mcp", "The server's answer is not valid JSON; is this an MCP endpoint?") from None
+        raise McpError(kind, sentence) from None
 
 
 def parse_sse_events(lines: Iterator[str]) -> Iterator[dict[str, str]]:
@@ -107,10 +114,7 @@ def read_sse(response: requests.Response, request_id: Any, max_bytes: int, deadl
             continue
         if not event["data"].strip():
             continue
-        try:
-            message = json.loads(event["data"])
-        except ValueError:
-            raise McpError("protocol", "The server sent an event that is not valid JSON.") from None
+        message = _loads(event["data"], "protocol", "The server sent an event that is not valid JSON.")
         found = find_response(message, request_id)
         if found is not None:
             response.close()

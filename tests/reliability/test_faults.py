@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from datetime import timedelta
+
 from django.db import OperationalError
 from django.utils import timezone
 
+from governance import calls
 from governance.models import RequestLog, ToolApproval, UsageDaily
 from mcpsettings.models import McpTool
 from tests.conftest import key_client
@@ -55,9 +58,11 @@ def test_upstream_faults_give_a_clear_error_and_a_log_row(settings, faults, owne
     assert (usage.request_count, usage.failed) == (1, 1)
 
 
-def test_database_unavailable_while_recording_fails_cleanly(monkeypatch, faults, owner):
+def test_database_down_before_the_call_runs_nothing(monkeypatch, faults, owner):
+    """The row is opened before the upstream call: when that fails, nothing runs and "try again" is honest."""
     server = faulty_server(owner, faults.url("500"))
     client = key_client(owner)
+    before = len(faults.requests)
 
     def broken(*args, **kwargs):
         raise OperationalError("connection to server was lost")
@@ -65,8 +70,10 @@ def test_database_unavailable_while_recording_fails_cleanly(monkeypatch, faults,
     monkeypatch.setattr(RequestLog.objects, "create", broken)
     res = client.post("/api/v1/tools/call", {"server": str(server.pk), "tool": "t", "arguments": {}}, format="json")
     assert res.status_code == 503 and res.json()["code"] == "database_unavailable"
+    assert "did not run" in res.json()["detail"]
+    assert len(faults.requests) == before  # the upstream never heard of it
     assert not RequestLog.objects.filter(server=server).exists()
-    assert not UsageDaily.objects.filter(server=server).exists()  # nothing half-written
+    assert not UsageDaily.objects.filter(server=server).exists()
     monkeypatch.undo()
     res = client.post("/api/v1/tools/call", {"server": str(server.pk), "tool": "t", "arguments": {}}, format="json")
     assert res.status_code == 502
@@ -74,7 +81,9 @@ def test_database_unavailable_while_recording_fails_cleanly(monkeypatch, faults,
     assert UsageDaily.objects.get(server=server).request_count == 1
 
 
-def test_usage_failure_rolls_back_the_log_row(monkeypatch, faults, owner):
+def test_database_down_after_the_call_keeps_its_row_and_says_do_not_retry(monkeypatch, faults, owner):
+    """The upstream ran, then completing the record failed: the agent gets the real answer (never "try
+    again"), the opened row stays, and settle_calls later marks it and counts it."""
     server = faulty_server(owner, faults.url("500"))
 
     def broken(*args, **kwargs):
@@ -84,5 +93,14 @@ def test_usage_failure_rolls_back_the_log_row(monkeypatch, faults, owner):
     res = key_client(owner).post(
         "/api/v1/tools/call", {"server": str(server.pk), "tool": "t", "arguments": {}}, format="json"
     )
-    assert res.status_code == 503
-    assert not RequestLog.objects.filter(server=server).exists()
+    assert res.status_code == 502 and res.json()["code"] == "upstream_error"
+    assert "Do not retry" in res.json()["warning"]
+    entry = RequestLog.objects.get(server=server)
+    assert entry.status == "running"  # the completion rolled back as a whole; the opened row stands
+    monkeypatch.undo()
+    assert calls.settle_calls(older_than=timedelta(0)) == 1
+    entry.refresh_from_db()
+    assert entry.status == "unfinished" and "never recorded" in entry.error_message
+    usage = UsageDaily.objects.get(server=server)
+    assert (usage.request_count, usage.failed) == (1, 1)
+    assert calls.settle_calls(older_than=timedelta(0)) == 0  # idempotent
