@@ -66,7 +66,7 @@ def tool_views(user, servers: list[McpServer], *, tool_name: str | None = None, 
         user=user, server_id__in=by_id, approval_type__in=(ApprovalType.ALWAYS, ApprovalType.NEVER)
     )
     if light:  # the call path needs only what decides the policy, not schemas and descriptions
-        tools_qs = tools_qs.only("id", "server_id", "name", "annotations")
+        tools_qs = tools_qs.only("id", "server_id", "name", "annotations", "needs_review")
     else:  # what agents are shown, as plain rows: no model instances for thousands of tools
         tools_qs = tools_qs.values(*CATALOG_FIELDS)
     if tool_name is not None:
@@ -105,7 +105,11 @@ def _view(server: McpServer, tool: McpTool, org_row: bool | None, user_row: bool
     approval, expires, auto = ASK, None, False
     if record is not None:
         approval, expires = record.approval_type, record.expires_at
-    elif server.auto_allow_read_only and (tool.annotations or {}).get("readOnlyHint") is True:
+    elif (
+        server.auto_allow_read_only
+        and (tool.annotations or {}).get("readOnlyHint") is True
+        and not tool.needs_review  # a tool that changed (say, destructive → "read-only") waits for a person
+    ):
         approval, auto = ALWAYS, True
     return ToolView(
         server=server,

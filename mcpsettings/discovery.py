@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts import jsonsafe
+from accounts.jsonsafe import clean_text
+from governance.redaction import cut_secrets, redact_text
 from governance.services import audit_record
 from mcpsettings.mcp_client import STATELESS_VERSION, McpClient, McpError
 from mcpsettings.models import AuthType, Credential, McpServer, McpTool, OAuthClient, ServerStatus
@@ -38,9 +42,7 @@ class DiscoveryResult:
     removed: list[str] = field(default_factory=list)
     error: McpError | None = None
 
-    @property
-    def detail(self) -> str:
-        return str(self.error) if self.error else ""
+    detail: str = ""
 
 
 def tool_digest(tool: dict[str, Any]) -> str:
@@ -208,14 +210,64 @@ def discover(server: McpServer, *, actor=None, ip: str | None = None) -> Discove
         description, tools = with_client(server, actor, work)
     except McpError as exc:
         return _record_failure(server, exc, actor=actor, ip=ip)
-    return _record_success(server, description, tools, actor=actor, ip=ip)
+    # Whatever the upstream said is shown to every member: none of the server's secrets may ride along.
+    secrets = server_secrets(server)
+    tools, set_aside = screen_tools(cut_secrets(tools, secrets))
+    description.instructions = cut_secrets(clean_text(description.instructions), secrets)
+    description.server_info = cut_secrets(description.server_info, secrets)
+    return _record_success(server, description, tools, set_aside=set_aside, actor=actor, ip=ip)
+
+
+TOOL_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")  # the MCP spec's tool-name alphabet and length
+MAX_TOOL_TEXT = 64 * 1024  # description, title
+MAX_TOOL_JSON = 256 * 1024  # the tool's whole definition, serialized
+MAX_TOOL_DEPTH = 32
+
+
+def tool_problem(tool: dict[str, Any]) -> str | None:
+    """Why an upstream tool definition cannot be accepted as it is (None: it can)."""
+    name = tool.get("name")
+    if not isinstance(name, str) or not TOOL_NAME_RE.match(name):
+        return "its name is not 1–128 letters, digits, '_', '-' or '.' (the MCP spec's tool names)"
+    for key in ("title", "description"):
+        if tool.get(key) is not None and not isinstance(tool.get(key), str):
+            return f"its {key} is not text"
+        if len(tool.get(key) or "") > (300 if key == "title" else MAX_TOOL_TEXT):
+            return f"its {key} is too long"
+    for key in ("inputSchema", "outputSchema", "annotations"):
+        if tool.get(key) is not None and not isinstance(tool.get(key), dict):
+            return f"its {key} is not an object"
+    problem = jsonsafe.unstorable(tool, name="tool", limit=MAX_TOOL_DEPTH)
+    if problem:
+        return problem.replace("tool.", "", 1) if problem.startswith("tool.") else problem
+    if len(json.dumps(tool, default=str)) > MAX_TOOL_JSON:
+        return f"its definition is larger than {MAX_TOOL_JSON // 1024} KiB"
+    return None
+
+
+def screen_tools(tools: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Accept the tools Gatehouse can show, store and govern; set the rest aside with a reason each."""
+    accepted, set_aside, seen = [], [], set()
+    for tool in tools:
+        tool = _clean_tool(tool)
+        problem = tool_problem(tool)
+        if problem is None and tool["name"] in seen:
+            problem = "another tool has the same name"
+        label = clean_text(str(tool.get("name")))[:60]
+        if problem:
+            set_aside.append(f"“{label}”: {problem}")
+            continue
+        seen.add(tool["name"])
+        accepted.append(tool)
+    return accepted, set_aside
 
 
 @transaction.atomic
 def _record_failure(server: McpServer, exc: McpError, *, actor, ip) -> DiscoveryResult:
     locked = McpServer.objects.select_for_update().get(pk=server.pk)
     locked.status = ServerStatus.ERROR
-    locked.status_detail = str(exc)[:1000]
+    # The sentence may quote the upstream (a JSON-RPC error message): cut every secret held for the server.
+    locked.status_detail = redact_text(str(exc), server_secrets(locked))[:1000]
     locked.save(update_fields=["status", "status_detail", "updated_at"])
     server.status, server.status_detail = locked.status, locked.status_detail
     log.info("Discovery of server %s failed: %s", server.pk, exc.kind)
@@ -225,6 +277,7 @@ def _record_failure(server: McpServer, exc: McpError, *, actor, ip) -> Discovery
         protocol_version=locked.protocol_version,
         tools_count=len(locked.tools_manifest or []),
         error=exc,
+        detail=locked.status_detail,
     )
 
 
@@ -234,13 +287,15 @@ def _clean_tool(tool: dict[str, Any]) -> dict[str, Any]:
 
 
 @transaction.atomic
-def _record_success(server: McpServer, description, tools: list[dict], *, actor, ip) -> DiscoveryResult:
-    from governance.models import ApprovalType, ToolApproval
+def _record_success(
+    server: McpServer, description, tools: list[dict], *, set_aside: list[str], actor, ip
+) -> DiscoveryResult:
+    from governance.models import ApprovalRequest, ApprovalStatus, ApprovalType, ToolApproval
 
     # Concurrent discoveries of one server serialize here; the last to write wins with a full, consistent set.
     locked = McpServer.objects.select_for_update().get(pk=server.pk)
     now = timezone.now()
-    manifest = [_clean_tool(t) for t in tools]
+    manifest = tools
     by_name = {t["name"]: t for t in manifest}
     existing = {t.name: t for t in McpTool.objects.filter(server=locked)}
     added, changed, removed = [], [], []
@@ -296,11 +351,22 @@ def _record_success(server: McpServer, description, tools: list[dict], *, actor,
         )
     reset = 0
     if changed:
+        # Grants were given for the old definition: "always" and unused "once" go, open requests expire.
         reset, _ = ToolApproval.objects.filter(
-            server=locked, tool_name__in=changed, approval_type=ApprovalType.ALWAYS
+            Q(approval_type=ApprovalType.ALWAYS) | Q(approval_type=ApprovalType.ONCE, consumed_at__isnull=True),
+            server=locked,
+            tool_name__in=changed,
         ).delete()
+        ApprovalRequest.objects.filter(
+            server=locked, tool_name__in=changed, status__in=(ApprovalStatus.PENDING, ApprovalStatus.APPROVED)
+        ).update(status=ApprovalStatus.EXPIRED)
+    detail_before = locked.status_detail
     locked.status = ServerStatus.ACTIVE
-    locked.status_detail = ""
+    locked.status_detail = (
+        (f"{len(set_aside)} tool(s) set aside and not offered to agents: " + "; ".join(set_aside))[:1000]
+        if set_aside
+        else ""
+    )
     locked.protocol_version = description.protocol_version
     locked.server_info = description.server_info
     locked.capabilities = description.capabilities
@@ -319,7 +385,7 @@ def _record_success(server: McpServer, description, tools: list[dict], *, actor,
         "manifest_fetched_at",
     ):
         setattr(server, attr, getattr(locked, attr))
-    if added or changed or removed:
+    if added or changed or removed or (set_aside and locked.status_detail != detail_before):
         audit_record(
             actor=actor,
             action="mcp_server.tools_changed",
@@ -329,7 +395,8 @@ def _record_success(server: McpServer, description, tools: list[dict], *, actor,
                 "added": [None, added],
                 "changed": [None, changed],
                 "removed": [None, removed],
-                "always_approvals_reset": [None, reset],
+                "approvals_reset": [None, reset],
+                "set_aside": [None, set_aside],
             },
             ip=ip,
         )

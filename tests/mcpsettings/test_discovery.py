@@ -57,7 +57,7 @@ def test_changed_tool_is_flagged_and_loses_always_approvals(owner, teammate, pee
     left = set(ToolApproval.objects.values_list("tool_name", "approval_type"))
     assert left == {("echo", "always"), ("add", "never")}  # the changed tool is back to "ask" for everyone
     event = AuditEvent.objects.filter(action="mcp_server.tools_changed").latest("created_at")
-    assert event.changes["changed"] == [None, ["mood"]] and event.changes["always_approvals_reset"] == [None, 2]
+    assert event.changes["changed"] == [None, ["mood"]] and event.changes["approvals_reset"] == [None, 2]
 
 
 def test_removed_and_returning_tools(owner, peer):

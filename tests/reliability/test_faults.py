@@ -104,3 +104,21 @@ def test_database_down_after_the_call_keeps_its_row_and_says_do_not_retry(monkey
     usage = UsageDaily.objects.get(server=server)
     assert (usage.request_count, usage.failed) == (1, 1)
     assert calls.settle_calls(older_than=timedelta(0)) == 0  # idempotent
+
+
+def test_settle_calls_command_only_touches_old_running_rows(owner, faults):
+    import io
+
+    from django.core.management import call_command
+
+    server = faulty_server(owner, faults.url("500"))
+    old = RequestLog.objects.create(user=owner, server=server, tool_name="t", status="running", status_code=0)
+    RequestLog.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    fresh = RequestLog.objects.create(user=owner, server=server, tool_name="t", status="running", status_code=0)
+    out = io.StringIO()
+    call_command("settle_calls", stdout=out)
+    assert "Settled 1" in out.getvalue()
+    old.refresh_from_db()
+    fresh.refresh_from_db()
+    assert (old.status, fresh.status) == ("unfinished", "running")
+    assert UsageDaily.objects.get(server=server).failed == 1
