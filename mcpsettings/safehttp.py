@@ -4,6 +4,10 @@ Every new connection resolves the host once, checks every address (mcpsettings.s
 the socket to a checked address — so a DNS answer that changes between check and connect
 (rebinding) cannot slip through. TLS still verifies the certificate against the host name.
 Proxies from the environment are ignored: the check must apply to the real destination.
+
+The session never follows a redirect by itself, whatever `allow_redirects` says: requests would
+resend custom credential headers and the body (a client secret, a token to revoke) to the new
+host. A 3xx comes back to the caller; McpClient._post follows 307/308 hop by hop under its own rules.
 """
 
 from __future__ import annotations
@@ -73,9 +77,14 @@ class PinnedAdapter(HTTPAdapter):
         raise requests.exceptions.InvalidURL("Proxies are not used for upstream connections.")
 
 
+class NoRedirectSession(requests.Session):
+    def get_redirect_target(self, resp: requests.Response) -> None:
+        return None  # a 3xx is the answer; see the module docstring
+
+
 def session() -> requests.Session:
-    """A requests Session whose every connection is SSRF-checked and pinned."""
-    s = requests.Session()
+    """A requests Session whose every connection is SSRF-checked and pinned, and that never follows redirects."""
+    s = NoRedirectSession()
     s.trust_env = False  # no proxies, no .netrc credentials
     adapter = PinnedAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
     s.mount("http://", adapter)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin
@@ -263,11 +264,14 @@ class McpClient:
             response = self._send(url, headers, message)
             if response.status_code in (307, 308) and response.headers.get("Location"):
                 response.close()
-                url = urljoin(url, response.headers["Location"])
+                target = urljoin(url, response.headers["Location"])
                 try:
-                    ssrf.validate_url(url, require_resolution=True)  # every hop is checked again
+                    ssrf.validate_url(target, require_resolution=True)  # every hop is checked again
                 except ssrf.SSRFError as exc:
                     raise McpError("blocked", f"The server redirected to a forbidden address: {exc}") from None
+                # Compared hop by hop: once a hop leaves the origin, the credentials stay behind for good.
+                headers = redirect_headers(url, target, headers, secret_names=self.auth_headers)
+                url = target
                 continue
             break
         else:
@@ -350,6 +354,38 @@ class McpClient:
             "is this an MCP endpoint?",
             http_status=status,
         )
+
+
+# Headers that carry a credential or bind the request to our session; the server's own auth header
+# names (McpClient.auth_headers) are added per client.
+CREDENTIAL_HEADERS = ("authorization", "proxy-authorization", "cookie", "mcp-session-id")
+
+
+def origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) with the default port filled in: what "same origin" compares."""
+    target = ssrf.parse_url(url)
+    return target.scheme, target.host, target.port
+
+
+def redirect_headers(
+    current: str, target: str, headers: dict[str, str], *, secret_names: Iterable[str] = ()
+) -> dict[str, str]:
+    """The headers to send on to a redirect target.
+
+    Same origin: all of them. Another origin (host, port or scheme): none that carry a credential
+    or our session id, so a server cannot bounce our token to someone else. https → http: refused,
+    whatever the origin, since the request body and any header would then cross the network in clear.
+    """
+    here, there = origin(current), origin(target)
+    if here[0] == "https" and there[0] != "https":
+        raise McpError(
+            "blocked",
+            "The server redirected from https to plain http; Gatehouse does not downgrade a secure connection.",
+        )
+    if here == there:
+        return headers
+    drop = {*CREDENTIAL_HEADERS, *(name.lower() for name in secret_names)}
+    return {name: value for name, value in headers.items() if name.lower() not in drop}
 
 
 def _dict(value: Any) -> dict[str, Any]:

@@ -45,6 +45,9 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             msg = {}
         self.server.requests.append((self.path, msg.get("method"), dict(self.headers)))
+        if self.path.split("?")[0] == "/redirect-any":  # any POST (form, JSON, any version) is redirected
+            self._redirect(self.server.redirect_to)
+            return
         if self.headers.get("MCP-Protocol-Version") == "2026-07-28":
             self._send(400, b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"unsupported"}}')
             return
@@ -118,6 +121,20 @@ class Handler(BaseHTTPRequestHandler):
     def fault_redirect_private(self, msg, msg_id) -> None:
         self._send(307, b"", headers={"Location": "http://169.254.169.254/latest/meta-data/"})
 
+    def _redirect(self, location: str) -> None:
+        """307, or the status named in the query (?status=308), to `location`."""
+        query = self.path.partition("?")[2]
+        status = int(query.removeprefix("status=")) if query.startswith("status=") else 307
+        self._send(status, b"", headers={"Location": location})
+
+    def fault_redirect_away(self, msg, msg_id) -> None:
+        """After the handshake, send the request on to another origin (the test sets `redirect_to`)."""
+        self._redirect(self.server.redirect_to)
+
+    def fault_redirect_same(self, msg, msg_id) -> None:
+        """After the handshake, send the request on to another path of this same server."""
+        self._redirect("/sse-lf")
+
     def fault_session_expire(self, msg, msg_id) -> None:
         """The first tools/list after each initialize says the session is gone; the retry works."""
         sid = self.headers.get("Mcp-Session-Id", "")
@@ -170,6 +187,7 @@ class FaultServer(ThreadingHTTPServer):
         self.slow_seconds = 3.0
         self.huge_bytes = 2_000_000
         self.trickle_seconds = 0.2
+        self.redirect_to = ""  # where /redirect-away and /redirect-any send the client
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     def handle_error(self, request, client_address) -> None:
