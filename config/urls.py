@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from accounts import views as account_views
 from mcpsettings import endpoint as mcp_endpoint
@@ -24,7 +24,12 @@ api_v1 = [
     path("", include("mcpsettings.api.urls")),
     path("", include("governance.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    # The split view serves Swagger's bootstrap script from `docs/?script=`, so the page needs no inline script.
+    path(
+        "docs/",
+        SpectacularSwaggerSplitView.as_view(url_name="schema", template_name="api/swagger_ui.html"),
+        name="docs",
+    ),
 ]
 
 urlpatterns = [

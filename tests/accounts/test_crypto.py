@@ -1,3 +1,6 @@
+import asyncio
+import runpy
+
 import pytest
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
@@ -57,6 +60,40 @@ def test_start_up_check_refuses_a_wrong_key(keys, settings):
         verify_encryption_key()
     settings.FIELD_ENCRYPTION_KEY = [new, old]  # rotation list: still readable
     assert verify_encryption_key() is True
+
+
+def start_asgi():
+    """What an ASGI server does at start: import config.asgi (afresh) and take its application."""
+    return runpy.run_module("config.asgi")["application"]
+
+
+@pytest.mark.django_db(transaction=True)  # the check may run on a thread of its own, with its own connection
+def test_asgi_start_up_refuses_a_wrong_key(keys, settings):
+    old, new = keys
+    assert callable(start_asgi())  # first start: writes the canary under the right key
+    assert EncryptionCanary.objects.get().value == EncryptionCanary.PLAINTEXT
+    settings.FIELD_ENCRYPTION_KEY = [new]
+    with pytest.raises(DecryptionError) as info:
+        start_asgi()
+    assert new not in str(info.value) and old not in str(info.value)
+    settings.FIELD_ENCRYPTION_KEY = [new, old]  # rotation list: starts again
+    assert callable(start_asgi())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_asgi_start_up_inside_an_event_loop_checks_the_key(keys, settings, monkeypatch):
+    """uvicorn and hypercorn import the application inside their running event loop."""
+    monkeypatch.delenv("DJANGO_ALLOW_ASYNC_UNSAFE", raising=False)  # the browser tests' conftest sets it
+
+    async def serve():
+        return start_asgi()
+
+    _, new = keys
+    assert callable(asyncio.run(serve()))  # not SynchronousOnlyOperation: the right key starts
+    assert EncryptionCanary.objects.get().value == EncryptionCanary.PLAINTEXT
+    settings.FIELD_ENCRYPTION_KEY = [new]
+    with pytest.raises(DecryptionError):
+        asyncio.run(serve())
 
 
 def test_malformed_key_is_refused(settings):
