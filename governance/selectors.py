@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
 
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.text import slugify
 
 from governance.models import ApprovalType, ToolApproval, ToolPermission
 from mcpsettings.models import McpServer, McpTool
@@ -128,19 +130,46 @@ def tool_view(user, server: McpServer, tool_name: str, *, light: bool = False) -
     return found[0] if found else None
 
 
-def server_slugs(servers: list[McpServer]) -> dict:
-    """A short, unique, spec-safe slug per server (for `<server-slug>__<tool>` names)."""
-    import re
+SEPARATOR = "__"  # `<server-slug>__<tool>`; slugs never contain "_", so the first "__" always ends the slug
 
-    from django.utils.text import slugify
+
+def server_slugs(servers: list[McpServer], user=None) -> dict:
+    """A short, unique, stable slug per server (for `<server-slug>__<tool>` names).
+
+    Slugs use only a-z, 0-9 and single "-" (never "_"), so a qualified name splits one way only. The
+    user's own servers choose first, then their orgs' servers, then operator-run ones, each oldest first:
+    a server of another owner can never take the plain slug of the user's own. A repeated slug gets a
+    suffix from the server's id (stable: ids do not change).
+    """
+    user_id = getattr(user, "pk", None)
+
+    def rank(server: McpServer) -> tuple:
+        own = server.owner_id is not None and server.owner_id == user_id
+        return (0 if own else 1 if server.organization_id else 2, server.created_at, str(server.pk))
 
     slugs: dict = {}
     taken: set[str] = set()
-    for server in sorted(servers, key=lambda s: (s.created_at, str(s.pk))):
-        base = re.sub(r"[^a-z0-9_]", "_", slugify(server.name).replace("-", "_"))[:32].strip("_") or "server"
-        slug = base
-        if slug in taken:
-            slug = f"{base}_{str(server.pk)[:6]}"
+    for server in sorted(servers, key=rank):
+        base = re.sub(r"-+", "-", re.sub(r"[^a-z0-9]", "-", slugify(server.name)))[:32].strip("-") or "server"
+        slug, width = base, 6
+        while slug in taken:
+            slug = f"{base}-{server.pk.hex[:width]}"
+            width += 2
         taken.add(slug)
         slugs[server.pk] = slug
     return slugs
+
+
+def qualified_name(slug: str, tool: str) -> str:
+    return f"{slug}{SEPARATOR}{tool}"
+
+
+def resolve_qualified(user, name: str, *, server_ids=None) -> tuple[McpServer, str] | None:
+    """The (server, tool name) a qualified name denotes for this user, or None."""
+    slug, sep, tool = name.partition(SEPARATOR)
+    if not sep or not tool or not slug:
+        return None
+    servers = usable_servers(user, server_ids=server_ids)
+    slugs = server_slugs(servers, user)
+    server = next((s for s in servers if slugs[s.pk] == slug), None)
+    return (server, tool) if server is not None else None

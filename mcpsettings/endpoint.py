@@ -25,7 +25,7 @@ from accounts import jsonsafe
 from accounts.authentication import key_from_header, resolve_api_key
 from accounts.ratelimit import client_ip
 from governance import calls
-from governance.selectors import server_slugs, tool_views, usable_servers
+from governance.selectors import qualified_name, resolve_qualified, server_slugs, tool_views, usable_servers
 from mcpsettings import selectors as mcp_selectors
 from mcpsettings.models import Gateway, McpSession
 
@@ -321,8 +321,14 @@ def _servers(ctx: Context):
 
 def _catalog(ctx: Context) -> list[tuple[str, Any]]:
     servers = _servers(ctx)
-    slugs = server_slugs(servers)
-    return [(f"{slugs[v.server.pk]}__{v.tool.name}", v) for v in tool_views(ctx.user, servers) if v.enabled]
+    slugs = server_slugs(servers, ctx.user)
+    catalog, seen = [], set()
+    for view in tool_views(ctx.user, servers):
+        name = qualified_name(slugs[view.server.pk], view.tool.name)
+        if view.enabled and name not in seen:  # never two tools under one name
+            seen.add(name)
+            catalog.append((name, view))
+    return catalog
 
 
 def _tools_list(ctx: Context, params: dict) -> dict:
@@ -365,14 +371,11 @@ def _tools_call(ctx: Context, params: dict) -> dict:
         raise RpcError(INVALID_PARAMS, "params.arguments must be an object.")
     # Resolve `<server-slug>__<tool>` without building the whole catalog; the governed call then
     # checks the tool (a disabled one is refused and logged; the agent is told "unknown tool").
-    slug, sep, tool_name = name.partition("__")
-    server = None
-    if sep and tool_name:
-        servers = _servers(ctx)
-        slugs = server_slugs(servers)
-        server = next((s for s in servers if slugs[s.pk] == slug), None)
-    if server is None:
+    ids = list(ctx.gateway.sources.values_list("pk", flat=True)) if ctx.gateway is not None else None
+    found = resolve_qualified(ctx.user, name, server_ids=ids)
+    if found is None:
         raise RpcError(INVALID_PARAMS, f"Unknown tool: {name[:200]}")
+    server, tool_name = found
     request = ctx.request
     outcome = calls.governed_call(
         user=ctx.user,

@@ -132,7 +132,7 @@ def test_tokens_are_per_user(client, owner, teammate, org, peer):
     assert discovery.with_client(server, owner, lambda c: len(c.list_tools())) == 5
     with pytest.raises(discovery.McpError) as info:
         discovery.with_client(server, teammate, lambda c: c.list_tools())
-    assert info.value.kind == "auth_required"  # the owner's token is never lent to a teammate
+    assert info.value.kind == "reconnect_needed"  # the owner's token is never lent to a teammate
 
 
 def test_manual_client(client, owner, peer):

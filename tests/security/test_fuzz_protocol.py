@@ -15,7 +15,7 @@ from mcpsettings.mcp_client import wire
 from mcpsettings.mcp_client.errors import McpError
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=20,
 )
@@ -110,3 +110,11 @@ def test_mcp_endpoint_deeply_nested_and_huge(mcp_client):
     huge = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"x": "a" * 2_000_000}})
     res = mcp_client.post("/mcp", huge, content_type="application/json")
     assert res.status_code == 413
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "NaN", "Infinity"])
+def test_out_of_range_numbers_in_an_answer_are_a_protocol_error(number):
+    body = ('{"jsonrpc": "2.0", "id": 7, "result": {"x": %s}}' % number).encode()
+    with pytest.raises(McpError) as info:
+        wire.read_json(fake_response(body, "application/json"), 10_000, float("inf"))
+    assert info.value.kind == "protocol" and "cannot be accepted" in str(info.value)
