@@ -100,6 +100,11 @@ def _clean_token(token: Any) -> str:
         raise ValidationError({"token": "The token is longer than 8192 characters."})
     if any(c in token for c in "\r\n\0"):
         raise ValidationError({"token": "The token may not contain line breaks."})
+    if not (token.isascii() and token.isprintable()):
+        # It travels in an HTTP header, which carries printable ASCII only; refused before anything is saved.
+        raise ValidationError(
+            {"token": "The token may contain only printable ASCII characters (it is sent in a header)."}
+        )
     return token
 
 
@@ -199,7 +204,7 @@ def _apply_oauth_fields(server: McpServer, data: dict[str, Any], errors: dict[st
     if "extra_auth_params" in data:
         params = data["extra_auth_params"] or {}
         if not isinstance(params, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in params.items()
+            isinstance(k, str) and isinstance(v, str) and k and (k + v).isprintable() for k, v in params.items()
         ):
             errors["extra_auth_params"] = ['Give extra parameters as an object of strings, e.g. {"audience": "x"}.']
         elif RESERVED_AUTH_PARAMS & set(params):
@@ -390,10 +395,16 @@ def server_update(*, actor: User, server: McpServer, data: dict[str, Any], ip: s
     credential_changed = False
     if token:
         credential_changed = _set_credential(server, token)
-    elif data.get("clear_token") or (not needs_token and existing is not None and server.auth_type != AuthType.OAUTH):
+    elif data.get("clear_token") or (not needs_token and existing is not None):
+        # A shared token left behind by another auth type would be lent to everyone: it goes.
         credential_changed = Credential.objects.filter(server=server, user__isnull=True).delete()[0] > 0
     if credential_changed:
         changes["token"] = [SECRET_MARK, SECRET_MARK]
+    if type_changed and before["auth_type"] == AuthType.OAUTH:
+        # People's OAuth tokens belong to the old way of signing in; the new one needs new credentials.
+        removed = Credential.objects.filter(server=server, user__isnull=False).delete()[0]
+        if removed:
+            changes["oauth_tokens"] = [f"{removed} connected account(s)", "removed"]
     if server.auth_type == AuthType.OAUTH and (data.get("oauth_client_id") or data.get("oauth_client_secret")):
         if _set_manual_client(server, data.get("oauth_client_id") or "", data.get("oauth_client_secret") or ""):
             changes["oauth_client"] = [SECRET_MARK, SECRET_MARK]

@@ -304,6 +304,10 @@ class McpClient:
             raise McpError("unreachable", "The server cannot be reached (connection refused or reset).") from None
         except requests.exceptions.RequestException:
             raise McpError("unreachable", "The request to the server failed.") from None
+        except UnicodeError:  # a header value outside Latin-1 (e.g. a token stored before it was validated)
+            raise McpError(
+                "auth_required", "The stored credential cannot be sent in an HTTP header; enter it again."
+            ) from None
 
     def _read(self, response: requests.Response, message: dict, expect_id, deadline: float):
         status = response.status_code
