@@ -20,6 +20,8 @@ env = environ.Env(
     MCP_MAX_TOOLS=(int, 1000),
     MCP_MAX_TOOL_PAGES=(int, 100),
     MCP_DISCOVER_ON_SAVE=(bool, True),
+    MCP_SESSION_IDLE_SECONDS=(int, 24 * 3600),
+    MCP_SESSIONS_PER_USER=(int, 100),
     GUEST_TTL_HOURS=(int, 24 * 7),
     BEHIND_TLS_PROXY=(bool, False),
     LOG_LEVEL=(str, "INFO"),
@@ -166,6 +168,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Approval statuses appear in two components (a list item and the detail view): one name for them.
+    "ENUM_NAME_OVERRIDES": {"ApprovalStatusEnum": "governance.models.ApprovalStatus"},
 }
 
 # Gatehouse-specific settings.
@@ -180,6 +184,9 @@ MCP_MAX_TOOLS = env("MCP_MAX_TOOLS")
 MCP_MAX_TOOL_PAGES = env("MCP_MAX_TOOL_PAGES")
 # Discover tools right after a server is created or its connection settings change.
 MCP_DISCOVER_ON_SAVE = env("MCP_DISCOVER_ON_SAVE")
+# Sessions of MCP clients with /mcp: dropped after this much idleness; each user keeps at most this many.
+MCP_SESSION_IDLE_SECONDS = env("MCP_SESSION_IDLE_SECONDS")
+MCP_SESSIONS_PER_USER = env("MCP_SESSIONS_PER_USER")
 GUEST_TTL = timedelta(hours=env("GUEST_TTL_HOURS"))
 # Failed log-ins per (IP, email) and failed API keys per IP, per window.
 LOGIN_RATE_LIMIT = (env.int("LOGIN_RATE_LIMIT", default=5), env.int("LOGIN_RATE_WINDOW", default=900))

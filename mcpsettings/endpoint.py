@@ -27,6 +27,7 @@ from accounts.ratelimit import client_ip
 from governance import calls
 from governance.selectors import qualified_name, resolve_qualified, server_slugs, tool_views, usable_servers
 from mcpsettings import selectors as mcp_selectors
+from mcpsettings import services
 from mcpsettings.models import Gateway, McpSession
 
 HANDSHAKE_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26")
@@ -122,6 +123,7 @@ def mcp_endpoint(request: HttpRequest, slug: str | None = None) -> HttpResponse:
     session = None
     if session_id:
         session = McpSession.objects.filter(pk=_session_digest(session_id), user=key.user).first()
+        session = services.mcp_session_live(session)
         if session is None or (session.gateway_id != (gateway.pk if gateway else None)):
             return _json(_error(None, INVALID_REQUEST, "Session not found; initialize again."), 404)
     if request.method == "DELETE":
@@ -153,7 +155,8 @@ def mcp_endpoint(request: HttpRequest, slug: str | None = None) -> HttpResponse:
     if isinstance(message, list):
         if not message:
             return _json(_error(None, INVALID_REQUEST, "Empty batch."), 400)
-        answers = [a for a in (_handle(ctx, m, session, header_version) for m in message) if a is not None]
+        answers = [_batch_item(ctx, m, session, header_version) for m in message]
+        answers = [a for a in answers if a is not None]
         return _json(answers) if answers else HttpResponse(status=202)
     answer = _handle(ctx, message, session, header_version)
     if answer is None:
@@ -163,6 +166,18 @@ def mcp_endpoint(request: HttpRequest, slug: str | None = None) -> HttpResponse:
     status = answer.pop("_http_status", 200) if isinstance(answer, dict) else 200
     headers = answer.pop("_headers", {}) if isinstance(answer, dict) else {}
     return _json(answer, status, headers)
+
+
+def _batch_item(ctx: Context, message: Any, session, header_version: str):
+    """One message of a batch: initialize may not be batched (one request, one session), and the
+    transport-level keys of a single answer (HTTP status, headers) are not part of the JSON-RPC answer."""
+    if isinstance(message, dict) and message.get("method") == "initialize":
+        return _error(message.get("id"), INVALID_REQUEST, "initialize cannot be part of a batch.")
+    answer = _handle(ctx, message, session, header_version)
+    if isinstance(answer, dict):
+        answer.pop("_http_status", None)
+        answer.pop("_headers", None)
+    return answer
 
 
 def _handle(ctx: Context, message: Any, session, header_version: str):
@@ -294,8 +309,8 @@ def _initialize(ctx: Context, params: dict):
     capabilities = params.get("capabilities") if isinstance(params.get("capabilities"), dict) else {}
     client_info = params.get("clientInfo") if isinstance(params.get("clientInfo"), dict) else {}
     session_id = secrets.token_urlsafe(32)
-    McpSession.objects.create(
-        pk=_session_digest(session_id),
+    services.mcp_session_open(
+        digest=_session_digest(session_id),
         user=ctx.user,
         api_key=ctx.api_key,
         gateway=ctx.gateway,
