@@ -205,3 +205,20 @@ def test_mcp_endpoint_keeps_the_invariant_for_hostile_arguments(owner, upstream,
         assert res.status_code in (200, 400), res.content
     assert upstream.executions == before + 1  # only the valid call ran
     assert_invariant(upstream, target)
+
+
+@pytest.mark.parametrize("forwarded", ["not-an-ip", "1.2.3.4.5, 10.0.0.1", "::ffff:zz", "x" * 500, ", ,"])
+def test_malformed_forwarded_for_behind_a_proxy_still_records_the_call(settings, owner, upstream, target, forwarded):
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    before = upstream.executions
+    res = key_client(owner).post(
+        "/api/v1/tools/call",
+        {"server": str(target.pk), "tool": "t", "arguments": {}},
+        format="json",
+        HTTP_X_FORWARDED_FOR=forwarded,
+    )
+    assert res.status_code == 200, res.content
+    assert upstream.executions == before + 1
+    assert_invariant(upstream, target)
+    entry = RequestLog.objects.get(server=target)
+    assert entry.status == "ok" and entry.ip in (None, "127.0.0.1", "10.0.0.1")  # never the forged text
