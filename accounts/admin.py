@@ -9,7 +9,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 
 from accounts import services
-from accounts.models import ApiKey, Membership, Organization, User
+from accounts.models import ApiKey, Invitation, Membership, Organization, User
 from accounts.ratelimit import client_ip
 
 
@@ -158,8 +158,13 @@ class MembershipAdminForm(forms.ModelForm):
 
 @admin.register(Membership)
 class MembershipAdmin(TenantAdmin):
+    """Org admins change roles and remove members; adding someone takes their consent (an invitation).
+
+    Only superusers add memberships directly, like the operator's `create_user --org`.
+    """
+
     form = MembershipAdminForm
-    org_admin_can_add = True
+    org_admin_can_add = False
     org_admin_can_delete = True
     list_display = ("user", "organization", "role", "created_at")
     list_filter = ("role", "organization")
@@ -226,3 +231,53 @@ class ApiKeyAdmin(TenantAdmin):
         for key in queryset:
             services.api_key_revoke(actor=request.user, api_key=key, ip=client_ip(request))
         messages.success(request, f"Revoked {queryset.count()} key(s).")
+
+
+@admin.register(Invitation)
+class InvitationAdmin(TenantAdmin):
+    """Read-only, with a revoke action; invitations are made on the org page, where the link is shown once.
+
+    The token digest is never shown.
+    """
+
+    list_display = ("email", "organization", "role", "invited_by", "created_at", "expires_at", "state")
+    list_filter = ("role", "organization")
+    search_fields = ("email", "organization__name")
+    list_select_related = ("organization", "invited_by")
+    fields = (
+        "id",
+        "organization",
+        "email",
+        "role",
+        "invited_by",
+        "created_at",
+        "expires_at",
+        "accepted_at",
+        "accepted_by",
+        "declined_at",
+        "revoked_at",
+    )
+    readonly_fields = fields
+    actions = ["revoke"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # the row is the record of who was invited, by whom
+
+    @admin.action(description="Revoke selected invitations")
+    def revoke(self, request, queryset):
+        done = 0
+        for invitation in queryset:
+            if not invitation.is_open:
+                continue
+            try:
+                services.invitation_revoke(actor=request.user, invitation=invitation, ip=client_ip(request))
+                done += 1
+            except (ValidationError, PermissionDenied, Organization.DoesNotExist) as exc:
+                messages.error(request, f"{invitation}: {' '.join(getattr(exc, 'messages', [str(exc)]))}")
+        messages.success(request, f"Revoked {done} invitation(s).")

@@ -36,6 +36,9 @@ def resolve_api_key(raw: str, ip: str | None) -> ApiKey:
         reason = "This API key has expired."
     elif not key.user.is_active:
         reason = "This API key's user is inactive."
+    elif key.user.guest_expired:
+        # The guest's session is over (the middleware logs it out); its keys end with it.
+        reason = "This API key belongs to a guest session that has expired."
     if reason:
         ratelimit.record_failure("apikey", ident, window)
         raise exceptions.AuthenticationFailed(reason)

@@ -60,8 +60,10 @@ class OrganizationForm(forms.Form):
     contact_email = forms.EmailField(required=False)
 
 
-class MemberAddForm(forms.Form):
-    email = forms.EmailField(label="Email of an existing user")
+class InvitationForm(forms.Form):
+    email = forms.EmailField(
+        label="Email", max_length=254, help_text="They join only when they accept, signed in with this email."
+    )
     role = forms.ChoiceField(choices=Role.choices, initial=Role.DEVELOPER)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
@@ -11,6 +12,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from accounts.crypto import EncryptedTextField
 
@@ -157,6 +159,107 @@ class Membership(models.Model):
     @property
     def is_admin(self) -> bool:
         return self.role in ADMIN_ROLES
+
+
+INVITATION_TTL = timedelta(days=14)
+
+
+def invitation_token_digest(raw_token: str) -> str:
+    """HMAC-SHA256 of an invitation link's token; only this is stored, like API keys (own salt: own domain)."""
+    return salted_hmac("gatehouse.invitation", raw_token, algorithm="sha256").hexdigest()
+
+
+class InvitationQuerySet(models.QuerySet):
+    def manageable_by(self, user) -> InvitationQuerySet:
+        """Invitations of the orgs the user administers (superusers: all)."""
+        return self.filter(organization__in=Organization.objects.administered_by(user))
+
+    def addressed_to(self, user) -> InvitationQuerySet:
+        """Invitations sent to this registered user's email. Guests have none until they claim."""
+        if not user.is_authenticated or user.is_guest or not user.email:
+            return self.none()
+        return self.filter(email=user.email.lower())
+
+    visible_to = addressed_to
+
+    def open(self) -> InvitationQuerySet:
+        return self.filter(
+            accepted_at__isnull=True, declined_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now()
+        )
+
+
+class Invitation(models.Model):
+    """An offer to join an org, accepted (or declined) by the person it is addressed to.
+
+    Joining needs the invitee's consent: nobody is added to an org by someone else's say-so.
+    Only the digest of the link's token is stored; the raw link is shown once, to the inviter.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField(help_text="Stored lower-case.")
+    role = models.CharField(max_length=20, choices=Role.choices, default=Role.DEVELOPER)
+    token_digest = models.CharField(max_length=64, unique=True, editable=False)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    declined_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = InvitationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # Open means not answered and not revoked; an expired one is replaced by the next invitation.
+            models.UniqueConstraint(
+                "organization",
+                Lower("email"),
+                condition=Q(accepted_at__isnull=True, declined_at__isnull=True, revoked_at__isnull=True),
+                name="accounts_invitation_one_open_per_email",
+            ),
+            models.CheckConstraint(condition=Q(email=Lower("email")), name="accounts_invitation_email_lowercase"),
+            models.CheckConstraint(condition=Q(role__in=Role.values), name="accounts_invitation_role_valid"),
+            models.CheckConstraint(
+                condition=(
+                    Q(accepted_at__isnull=True, declined_at__isnull=True)
+                    | Q(accepted_at__isnull=True, revoked_at__isnull=True)
+                    | Q(declined_at__isnull=True, revoked_at__isnull=True)
+                ),
+                name="accounts_invitation_one_outcome",
+            ),
+        ]
+        indexes = [models.Index(fields=["email", "created_at"], name="accounts_invitation_email")]
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.organization} ({self.role})"
+
+    @property
+    def state(self) -> str:
+        if self.accepted_at:
+            return "accepted"
+        if self.declined_at:
+            return "declined"
+        if self.revoked_at:
+            return "revoked"
+        if self.expires_at <= timezone.now():
+            return "expired"
+        return "open"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state == "open"
+
+    @property
+    def state_text(self) -> str:
+        state = self.state
+        return {"open": "it is open", "expired": "it has expired"}.get(state, f"it has been {state}")
 
 
 class Scope(models.TextChoices):

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 
+from django.conf import settings
 from django.core.cache import cache
+from ipware import get_client_ip
 
 
 def _key(scope: str, ident: str) -> str:
@@ -31,12 +34,59 @@ def reset(scope: str, ident: str) -> None:
     cache.delete(_key(scope, ident))
 
 
-def client_ip(request) -> str | None:
-    """The peer address. X-Forwarded-For is trusted only behind a configured TLS proxy."""
-    from django.conf import settings
+class _ForwardedBy:
+    """What django-ipware reads (`META`), holding only the part of X-Forwarded-For our own proxies wrote."""
 
-    if getattr(settings, "SECURE_PROXY_SSL_HEADER", None):
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        if forwarded:
-            return forwarded.split(",")[0].strip() or None
-    return request.META.get("REMOTE_ADDR") or None
+    def __init__(self, chain: str) -> None:
+        self.META = {"HTTP_X_FORWARDED_FOR": chain}
+
+
+def _valid_ip(value) -> str | None:
+    if not isinstance(value, str) or not value or len(value) > 64:
+        return None
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    # A zone id ("fe80::1%eth0") is not an address a database column takes.
+    return None if getattr(address, "scope_id", None) else str(address)
+
+
+def _trusted_proxy_count() -> int:
+    try:
+        return max(0, int(getattr(settings, "TRUSTED_PROXY_COUNT", 1)))
+    except (TypeError, ValueError):
+        return 1
+
+
+def client_ip(request) -> str | None:
+    """The client's address, for rate limits, logs and audit rows; None when there is no valid one.
+
+    Without a TLS proxy (BEHIND_TLS_PROXY, i.e. SECURE_PROXY_SSL_HEADER) it is REMOTE_ADDR. Behind
+    TRUSTED_PROXY_COUNT proxies, each appends the address it saw to X-Forwarded-For, so the client is
+    the TRUSTED_PROXY_COUNT-th entry from the right. Everything to its left was sent by the client and
+    is never read. A chain too short or with an entry that is not an IP there gives REMOTE_ADDR.
+    """
+    remote = _valid_ip(request.META.get("REMOTE_ADDR"))
+    count = _trusted_proxy_count()
+    if not getattr(settings, "SECURE_PROXY_SSL_HEADER", None) or count == 0:
+        return remote
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
+    if not isinstance(forwarded, str) or not forwarded.strip():
+        return remote
+    tail = forwarded.rsplit(",", count)[-count:]
+    if len(tail) < count or any(len(hop) > 100 for hop in tail):
+        return remote
+    try:
+        # strict: exactly count-1 proxy hops after the client, every one a valid IP.
+        ip, _routable = get_client_ip(
+            _ForwardedBy(",".join(tail)),
+            proxy_order="left-most",
+            proxy_count=count - 1,
+            request_header_order=["HTTP_X_FORWARDED_FOR"],
+            strict=True,
+            algorithm="modern",
+        )
+    except (ValueError, TypeError):
+        return remote
+    return _valid_ip(ip) or remote

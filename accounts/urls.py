@@ -18,4 +18,12 @@ urlpatterns = [
     path("orgs/new/", views.org_new, name="org_new"),
     path("orgs/<slug:slug>/", views.org_detail, name="org_detail"),
     path("orgs/<slug:slug>/members/<int:membership_id>/", views.org_member, name="org_member"),
+    path("orgs/<slug:slug>/leave/", views.org_leave, name="org_leave"),
+    path(
+        "orgs/<slug:slug>/invitations/<uuid:invitation_id>/revoke/",
+        views.org_invitation_revoke,
+        name="org_invitation_revoke",
+    ),
+    path("invitations/<uuid:invitation_id>/respond/", views.invitation_respond, name="invitation_respond"),
+    path("invitations/<str:token>/", views.invitation, name="invitation"),
 ]

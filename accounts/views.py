@@ -2,29 +2,31 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, update_session_auth_hash
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.log import log_response
 from django.views.decorators.http import require_POST, require_safe
 
 from accounts import services
 from accounts.forms import (
     ApiKeyForm,
     ClaimForm,
+    InvitationForm,
     LoginForm,
-    MemberAddForm,
     MemberRoleForm,
     OrganizationForm,
     SignupForm,
 )
-from accounts.models import ApiKey, Membership, Organization, User
+from accounts.models import ApiKey, Invitation, Membership, Organization
 from accounts.ratelimit import client_ip
 
 BACKEND = "django.contrib.auth.backends.ModelBackend"
@@ -61,8 +63,10 @@ def home(request: HttpRequest) -> HttpResponse:
     today = UsageDaily.objects.filter(user=request.user, date=timezone.localdate()).aggregate(
         calls=Sum("request_count"), failed=Sum("failed")
     )
+    invitations = Invitation.objects.addressed_to(request.user).open().select_related("organization", "invited_by")
     context = {
         "memberships": memberships,
+        "invitations": invitations,
         "live_keys": keys,
         "servers": servers_for(request.user),
         "pending": pending,
@@ -213,32 +217,39 @@ def _org_for(request: HttpRequest, slug: str) -> tuple[Organization, Membership 
     return org, mine
 
 
+def _invitation_link(request: HttpRequest, raw_token: str) -> str:
+    path = reverse("accounts:invitation", kwargs={"token": raw_token})
+    base = (getattr(settings, "GATEHOUSE_PUBLIC_URL", "") or "").rstrip("/")
+    return f"{base}{path}" if base else request.build_absolute_uri(path)
+
+
 @login_required
 def org_detail(request: HttpRequest, slug: str) -> HttpResponse:
     org, mine = _org_for(request, slug)
     can_manage = request.user.is_superuser or bool(mine and mine.is_admin)
-    add_form = MemberAddForm(request.POST or None) if can_manage else None
+    invite_form = InvitationForm(request.POST or None) if can_manage else None
+    created = None
     if request.method == "POST":
         if not can_manage:
-            raise PermissionDenied("Only the organization's owners and admins can change its members.")
-        if add_form.is_valid():
-            user = User.objects.filter(email__iexact=add_form.cleaned_data["email"], is_guest=False).first()
-            if user is None:
-                add_form.add_error("email", "No registered user has this email. Ask them to sign up first.")
+            raise PermissionDenied("Only the organization's owners and admins can invite members.")
+        if invite_form.is_valid():
+            try:
+                invitation, raw = services.invitation_create(
+                    actor=request.user,
+                    organization=org,
+                    email=invite_form.cleaned_data["email"],
+                    role=invite_form.cleaned_data["role"],
+                    ip=client_ip(request),
+                )
+            except (ValidationError, PermissionDenied) as exc:
+                apply_errors(invite_form, exc if isinstance(exc, ValidationError) else ValidationError(str(exc)))
+            except Organization.DoesNotExist:
+                raise Http404 from None
             else:
-                try:
-                    services.membership_add(
-                        actor=request.user,
-                        organization=org,
-                        user=user,
-                        role=add_form.cleaned_data["role"],
-                        ip=client_ip(request),
-                    )
-                except (ValidationError, PermissionDenied) as exc:
-                    apply_errors(add_form, exc if isinstance(exc, ValidationError) else ValidationError(str(exc)))
-                else:
-                    messages.success(request, f"{user.email} added as {add_form.cleaned_data['role']}.")
-                    return redirect("accounts:org_detail", slug=org.slug)
+                # The same answer whether or not the email has an account. The link is shown
+                # in this response only (never via messages, which live in the session).
+                created = {"invitation": invitation, "link": _invitation_link(request, raw)}
+                invite_form = InvitationForm()
     members = org.memberships.select_related("user").order_by("user__email")
     from mcpsettings.models import McpServer, OrgServerContext
 
@@ -246,16 +257,130 @@ def org_detail(request: HttpRequest, slug: str) -> HttpResponse:
     contexts = dict(OrgServerContext.objects.filter(organization=org).values_list("server_id", "context"))
     for server in servers:
         server.org_context = contexts.get(server.pk, "")
+    invitations = (
+        Invitation.objects.manageable_by(request.user)
+        .filter(organization=org)
+        .open()
+        .select_related("invited_by")
+        .order_by("email")
+        if can_manage
+        else []
+    )
     context = {
         "servers": servers,
         "org": org,
         "mine": mine,
         "members": members,
         "can_manage": can_manage,
-        "add_form": add_form,
+        "invite_form": invite_form,
+        "invitations": invitations,
+        "created": created,
         "role_choices": MemberRoleForm.base_fields["role"].choices,
     }
-    return render(request, "accounts/org_detail.html", context, status=400 if add_form and add_form.errors else 200)
+    response = render(
+        request, "accounts/org_detail.html", context, status=400 if invite_form and invite_form.errors else 200
+    )
+    if created:
+        response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+def org_leave(request: HttpRequest, slug: str) -> HttpResponse:
+    org, _mine = _org_for(request, slug)
+    try:
+        services.membership_leave(actor=request.user, organization=org, ip=client_ip(request))
+    except Organization.DoesNotExist:
+        raise Http404 from None  # a superuser who is not a member has nothing to leave
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("accounts:org_detail", slug=org.slug)
+    messages.success(request, f"You left {org.name}.")
+    return redirect("home")
+
+
+@login_required
+@require_POST
+def org_invitation_revoke(request: HttpRequest, slug: str, invitation_id) -> HttpResponse:
+    org, mine = _org_for(request, slug)
+    if not (request.user.is_superuser or (mine and mine.is_admin)):
+        raise PermissionDenied("Only the organization's owners and admins can revoke invitations.")
+    invitations = Invitation.objects.manageable_by(request.user).filter(organization=org)
+    invitation = get_object_or_404(invitations, pk=invitation_id)
+    try:
+        services.invitation_revoke(actor=request.user, invitation=invitation, ip=client_ip(request))
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"Invitation for {invitation.email} revoked.")
+    return redirect("accounts:org_detail", slug=org.slug)
+
+
+def _answer_invitation(request: HttpRequest, invitation: Invitation) -> HttpResponse:
+    """POST with `accept` or `decline`: the invitee's answer, then where it leads."""
+    accept = "accept" in request.POST
+    if not accept and "decline" not in request.POST:
+        messages.error(request, "Choose Accept or Decline.")
+        return redirect("home")
+    try:
+        if accept:
+            services.invitation_accept(actor=request.user, invitation=invitation, ip=client_ip(request))
+        else:
+            services.invitation_decline(actor=request.user, invitation=invitation, ip=client_ip(request))
+    except Invitation.DoesNotExist:
+        raise Http404 from None
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("home")
+    org = invitation.organization
+    if accept:
+        messages.success(request, f"You joined {org.name} as {invitation.get_role_display().lower()}.")
+        return redirect("accounts:org_detail", slug=org.slug)
+    messages.info(request, f"You declined the invitation to {org.name}.")
+    return redirect("home")
+
+
+_LINK_FOR_LOGS = "/invitations/<token>/"
+
+
+def _link_response(request: HttpRequest, response: HttpResponse, reason: str) -> HttpResponse:
+    """Log a 4xx answer on the link ourselves, without the token: Django's own log line has the path."""
+    log_response("%s: %s", reason, _LINK_FOR_LOGS, response=response, request=request)
+    return response
+
+
+@login_required
+def invitation(request: HttpRequest, token: str) -> HttpResponse:
+    """The link an inviter shares: names the org, the inviter and the role; Accept / Decline.
+
+    Unknown tokens and other people's invitations get the same 404, which names nothing.
+    """
+    if request.method not in ("GET", "HEAD", "POST"):
+        response = HttpResponseNotAllowed(["GET", "HEAD", "POST"])
+        return _link_response(request, response, f"Method Not Allowed ({request.method})")
+    if request.user.is_guest:
+        # Guests have no email to match; they learn nothing about the invitation either.
+        response = render(request, "accounts/invitation_refused.html", {"guest": True}, status=403)
+        return _link_response(request, response, "Forbidden")
+    found = services.invitation_for_token(token)
+    if found is None or found.email != (request.user.email or "").lower():
+        response = render(request, "accounts/invitation_refused.html", status=404)
+        return _link_response(request, response, "Not Found")
+    if request.method == "POST":
+        return _answer_invitation(request, found)
+    response = render(request, "accounts/invitation.html", {"invitation": found})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+def invitation_respond(request: HttpRequest, invitation_id) -> HttpResponse:
+    """Accept or decline from the dashboard: only invitations addressed to the signed-in user exist here."""
+    mine = Invitation.objects.addressed_to(request.user).select_related("organization")
+    found = get_object_or_404(mine, pk=invitation_id)
+    return _answer_invitation(request, found)
 
 
 @login_required

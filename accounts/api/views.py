@@ -3,7 +3,6 @@ from __future__ import annotations
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -31,14 +30,13 @@ class ApiKeyListView(APIView):
     def post(self, request):
         ser = ApiKeyCreateSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
-        scopes = ser.validated_data["scopes"]
-        if isinstance(request.auth, ApiKey) and not set(scopes) <= set(request.auth.scopes):
-            raise PermissionDenied("An API key cannot create a key with scopes it does not have.")
+        # A key-authenticated request mints a key no wider and no longer-lived than its own (the service checks).
         key, raw = services.api_key_create(
             actor=request.user,
             name=ser.validated_data["name"],
-            scopes=scopes,
+            scopes=ser.validated_data["scopes"],
             expires_at=ser.validated_data.get("expires_at"),
+            parent_key=request.auth if isinstance(request.auth, ApiKey) else None,
             ip=client_ip(request),
         )
         key.key = raw

@@ -2,7 +2,7 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
-from accounts.models import ApiKey, Membership, Organization, Role, User
+from accounts.models import ApiKey, Invitation, Membership, Organization, Role, User
 from governance.models import AuditEvent
 from mcpsettings.models import Credential, Gateway, McpServer, OrgServerContext
 from tests.factories import MembershipFactory, OrganizationFactory, make_api_key, make_server
@@ -67,6 +67,7 @@ def world(db):
     UsageDaily.objects.create(
         server=server_b, organization=org_b, user=member_b, date=timezone.localdate(), request_count=1
     )
+    services.invitation_create(actor=member_b, organization=org_b, email="bravo-invitee@example.com", role="viewer")
     return {
         "a": org_a,
         "b": org_b,
@@ -89,6 +90,7 @@ def b_objects(world):
         Credential.objects.get(server__name="bravo-server"),
         OrgServerContext.objects.get(context="bravo-context"),
         Gateway.objects.get(name="bravo-gateway"),
+        Invitation.objects.get(organization=world["b"]),
         *[m.objects.get() for m in _governance_models()],
     ]
 
@@ -120,6 +122,7 @@ def test_org_admin_of_a_sees_nothing_of_b_on_any_admin_page(client, world):
             "bravo-server",
             "bravo-context",
             "bravo-gateway",
+            "bravo-invitee@example.com",
             "93.184.216.34",
             CANARY,
         ]:
@@ -132,7 +135,15 @@ def test_org_admin_of_a_sees_nothing_of_b_on_any_admin_page(client, world):
             url = reverse(f"admin:{meta.app_label}_{meta.model_name}_{view}", args=[obj.pk])
             assert client.get(url).status_code in (403, 404), url
         change = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[obj.pk])
-        if meta.model_name in ("organization", "membership", "user", "auditevent", "mcpserver", "orgservercontext"):
+        if meta.model_name in (
+            "organization",
+            "membership",
+            "user",
+            "auditevent",
+            "mcpserver",
+            "orgservercontext",
+            "invitation",
+        ):
             assert client.get(change).status_code == 404, change
 
 
@@ -158,22 +169,66 @@ def test_org_admin_sees_and_edits_own_org(client, world):
     assert "member-a@example.com" in users_html
 
 
-def test_org_admin_adds_member_through_admin_only_to_own_org(client, world):
+def test_org_admin_cannot_add_a_membership_through_the_admin(client, world):
+    """Joining takes the invitee's consent: org admins invite; only superusers add memberships directly."""
     client.force_login(world["admin_a"])
-    outsider = User.objects.create_user("loner@example.com", "pw-long-enough-1")
+    loner = User.objects.create_user("loner@example.com", "pw-long-enough-1")
+    add = reverse("admin:accounts_membership_add")
+    assert client.get(add).status_code == 403
+    for org in (world["a"], world["b"]):
+        res = client.post(add, {"organization": org.pk, "user": loner.pk, "role": "developer"})
+        assert res.status_code == 403
+    assert not Membership.objects.filter(user=loner).exists()
+    changelist = client.get(reverse("admin:accounts_membership_changelist")).content.decode()
+    assert add not in changelist  # no "Add" button either
+    # The change and remove rights stay.
+    m = Membership.objects.get(user=world["member_a"])
+    res = client.post(reverse("admin:accounts_membership_change", args=[m.pk]), {"role": "viewer"})
+    assert res.status_code == 302
+    m.refresh_from_db()
+    assert m.role == Role.VIEWER
+
+
+def test_superuser_adds_a_membership_through_the_admin(client, world):
+    root = User.objects.create_superuser("root@example.com", "root-pass-long-1")
+    loner = User.objects.create_user("loner@example.com", "pw-long-enough-1")
+    client.force_login(root)
     res = client.post(
         reverse("admin:accounts_membership_add"),
-        {"organization": world["b"].pk, "user": outsider.pk, "role": "developer"},
-    )
-    assert res.status_code == 200 and "Select a valid choice" in res.content.decode()
-    assert not Membership.objects.filter(user=outsider).exists()
-    res = client.post(
-        reverse("admin:accounts_membership_add"),
-        {"organization": world["a"].pk, "user": outsider.pk, "role": "developer"},
+        {"organization": world["a"].pk, "user": loner.pk, "role": "developer"},
     )
     assert res.status_code == 302
-    assert Membership.objects.filter(user=outsider, organization=world["a"]).exists()
-    assert AuditEvent.objects.filter(action="membership.add", organization=world["a"], actor=world["admin_a"]).exists()
+    assert Membership.objects.filter(user=loner, organization=world["a"]).exists()
+    assert AuditEvent.objects.filter(action="membership.add", organization=world["a"], actor=root).exists()
+
+
+def test_invitations_in_the_admin_are_tenant_scoped_read_only_and_never_show_the_digest(client, world):
+    from accounts import services
+
+    mine, raw_a = services.invitation_create(
+        actor=world["admin_a"], organization=world["a"], email="alpha-invitee@example.com", role="viewer"
+    )
+    theirs = Invitation.objects.get(organization=world["b"])
+    client.force_login(world["admin_a"])
+    changelist = reverse("admin:accounts_invitation_changelist")
+    html = client.get(changelist).content.decode()
+    assert "alpha-invitee@example.com" in html and "bravo-invitee@example.com" not in html
+    change = client.get(reverse("admin:accounts_invitation_change", args=[mine.pk]))
+    assert change.status_code == 200
+    for page in (html, change.content.decode()):
+        assert mine.token_digest not in page and raw_a not in page
+    assert client.get(reverse("admin:accounts_invitation_change", args=[theirs.pk])).status_code == 404
+    assert client.get(reverse("admin:accounts_invitation_add")).status_code == 403
+    # The revoke action, on their own org's invitation only (the other is outside their queryset).
+    res = client.post(changelist, {"action": "revoke", "_selected_action": [str(mine.pk), str(theirs.pk)]})
+    assert res.status_code == 302
+    mine.refresh_from_db()
+    theirs.refresh_from_db()
+    assert mine.state == "revoked" and theirs.is_open
+    root = User.objects.create_superuser("root@example.com", "root-pass-long-1")
+    client.force_login(root)
+    page = client.get(reverse("admin:accounts_invitation_change", args=[theirs.pk])).content.decode()
+    assert "bravo-invitee@example.com" in page and theirs.token_digest not in page
 
 
 def test_org_admin_cannot_remove_the_last_owner_in_admin(client, world):

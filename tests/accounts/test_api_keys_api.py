@@ -4,10 +4,10 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from accounts.models import ApiKey, api_key_digest
+from accounts.models import ApiKey, User, api_key_digest
 from governance.models import AuditEvent
 from tests.conftest import key_client
-from tests.factories import make_api_key
+from tests.factories import GuestFactory, make_api_key
 
 URL = "/api/v1/api-keys"
 pytestmark = pytest.mark.django_db
@@ -83,8 +83,78 @@ def test_create_with_an_expiry_in_the_past_is_refused(owner_api):
 def test_a_key_cannot_mint_a_key_with_more_scopes(owner):
     client = key_client(owner, scopes=("read", "manage"))
     res = client.post(URL, {"name": "wider", "scopes": ["read", "call"]}, format="json")
-    assert res.status_code == 403
+    assert res.status_code == 400 and "call" in res.json()["scopes"][0]
+    assert not ApiKey.objects.filter(name="wider").exists()
     assert client.post(URL, {"name": "same", "scopes": ["read"]}, format="json").status_code == 201
+
+
+def test_a_short_lived_key_cannot_mint_a_key_that_outlives_it(owner):
+    parent, raw = make_api_key(owner, scopes=("read", "manage"), expires_at=timezone.now() + timedelta(hours=1))
+    client = bearer(raw)
+    # No expiry asked for: the child expires with its parent, never "never".
+    res = client.post(URL, {"name": "child", "scopes": ["read"]}, format="json")
+    assert res.status_code == 201, res.content
+    child = ApiKey.objects.get(pk=res.json()["id"])
+    assert child.expires_at == parent.expires_at
+    for payload in ({"expires_at": None}, {"expires_at": (parent.expires_at + timedelta(days=30)).isoformat()}):
+        res = client.post(URL, {"name": "longer", "scopes": ["read"], **payload}, format="json")
+        if payload["expires_at"] is None:
+            assert res.status_code == 201 and res.json()["expires_at"] is not None
+            continue
+        assert res.status_code == 400 and list(res.json()) == ["expires_at"], res.content
+    assert not ApiKey.objects.filter(name="longer", expires_at__gt=parent.expires_at).exists()
+    sooner = (parent.expires_at - timedelta(minutes=30)).isoformat()
+    res = client.post(URL, {"name": "sooner", "scopes": ["read"], "expires_at": sooner}, format="json")
+    assert res.status_code == 201
+    assert ApiKey.objects.get(name="sooner").expires_at < parent.expires_at
+    audit = AuditEvent.objects.get(action="api_key.create", target_id=str(child.pk))
+    assert audit.changes["parent_key"] == [None, str(parent.pk)]
+
+
+def test_a_key_without_expiry_mints_keys_as_before_and_sessions_are_unchanged(owner):
+    client = key_client(owner)  # every scope, no expiry
+    res = client.post(URL, {"name": "forever", "scopes": ["read", "call", "manage"]}, format="json")
+    assert res.status_code == 201 and res.json()["expires_at"] is None
+    make_api_key(owner, name="short", expires_at=timezone.now() + timedelta(hours=1))
+    session = APIClient()
+    session.force_login(owner)
+    res = session.post(URL, {"name": "human", "scopes": ["read", "call", "manage"]}, format="json")
+    assert res.status_code == 201 and res.json()["expires_at"] is None
+    later = (timezone.now() + timedelta(days=400)).isoformat()
+    assert session.post(URL, {"name": "far", "scopes": ["read"], "expires_at": later}, format="json").status_code == 201
+
+
+def test_the_service_applies_the_parent_rules_to_every_caller(owner):
+    from django.core.exceptions import ValidationError
+
+    from accounts import services
+
+    parent, _ = make_api_key(owner, scopes=("read",), expires_at=timezone.now() + timedelta(hours=1))
+    with pytest.raises(ValidationError) as info:
+        services.api_key_create(actor=owner, name="x", scopes=["read", "call"], parent_key=parent)
+    assert "scopes" in info.value.message_dict
+    with pytest.raises(ValidationError) as info:
+        services.api_key_create(
+            actor=owner, name="x", scopes=["read"], expires_at=timezone.now() + timedelta(days=1), parent_key=parent
+        )
+    assert "expires_at" in info.value.message_dict
+    child, _ = services.api_key_create(actor=owner, name="x", scopes=["read"], parent_key=parent)
+    assert child.expires_at == parent.expires_at
+
+
+def test_an_expired_guests_keys_stop_working_on_the_api_and_on_mcp():
+    guest = GuestFactory()
+    key, raw = make_api_key(guest, scopes=("read", "call"))
+    assert key.expires_at is None
+    assert bearer(raw).get(URL).status_code == 200
+    mcp = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    assert bearer(raw).post("/mcp", mcp, format="json").status_code != 401
+    User.objects.filter(pk=guest.pk).update(guest_expires_at=timezone.now() - timedelta(seconds=1))
+    res = bearer(raw).get(URL)
+    assert res.status_code == 401
+    assert res.json()["detail"] == "This API key belongs to a guest session that has expired."
+    res = bearer(raw).post("/mcp", mcp, format="json")
+    assert res.status_code == 401 and "guest session that has expired" in res.json()["error_description"]
 
 
 def test_scopes_are_enforced(owner):

@@ -3,7 +3,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from accounts.models import ApiKey, Membership, Role, User
+from accounts.models import ApiKey, Invitation, Membership, Role, User
 from governance.models import AuditEvent
 from tests.factories import PASSWORD, make_api_key
 
@@ -155,7 +155,7 @@ def test_org_page_lists_members_with_roles(client, org, owner, teammate, viewer)
     for email in ["owner@example.com", "teammate@example.com", "viewer@example.com"]:
         assert email in html
     assert "Owner" in html and "Viewer" in html
-    assert "Add a member" not in html  # developers do not manage members
+    assert "Invite a member" not in html  # developers do not manage members
 
 
 def test_org_page_is_404_for_outsiders(client, org, owner, outsider):
@@ -174,13 +174,17 @@ def test_viewer_cannot_change_members(client, org, owner, viewer):
     assert Membership.objects.filter(pk=m.pk).exists()
 
 
-def test_owner_adds_changes_and_removes_members(client, org, owner, outsider):
+def test_owner_invites_changes_and_removes_members(client, org, owner, outsider):
     client.force_login(owner)
-    res = client.post(f"/orgs/{org.slug}/", {"email": "nobody@example.com", "role": "developer"})
-    assert res.status_code == 400 and "No registered user" in res.content.decode()
     res = client.post(f"/orgs/{org.slug}/", {"email": "OUTSIDER@example.com", "role": "developer"})
-    assert res.status_code == 302
+    assert res.status_code == 200 and "Invitation created for outsider@example.com." in res.content.decode()
+    assert not Membership.objects.filter(user=outsider, organization=org).exists()  # not until they accept
+    invitation = Invitation.objects.get(organization=org, email="outsider@example.com")
+    client.force_login(outsider)
+    assert client.post(f"/invitations/{invitation.pk}/respond/", {"accept": "1"}).status_code == 302
     m = Membership.objects.get(user=outsider, organization=org)
+    assert m.role == Role.DEVELOPER
+    client.force_login(owner)
     client.post(f"/orgs/{org.slug}/members/{m.pk}/", {"role": "admin"})
     m.refresh_from_db()
     assert m.role == Role.ADMIN
