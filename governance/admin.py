@@ -72,6 +72,11 @@ class ApprovalRequestAdmin(ReadOnlyTenantAdmin):
     list_filter = ("status", "decision")
     search_fields = ("tool_name", "server__name", "user__email")
     list_select_related = ("server", "user")
+    # The full arguments may hold the agent's secrets: shown to the requester in the inbox only, never here.
+    exclude = ("arguments_full",)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("arguments_full")
 
 
 @admin.register(RequestLog)

@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from accounts import jsonsafe
 from accounts.jsonsafe import clean_text
+from governance.approval_arguments import full_arguments_text
 from governance.models import (
     LATENCY_BUCKETS_MS,
     ApprovalRequest,
@@ -109,7 +110,7 @@ def _consume_once(user, server: McpServer, tool: str, digest: str) -> bool:
                 arguments_digest=digest,
                 status=ApprovalStatus.APPROVED,
                 decision=ApprovalType.ONCE,
-            ).update(status=ApprovalStatus.CONSUMED, consumed_at=now)
+            ).update(status=ApprovalStatus.CONSUMED, consumed_at=now, arguments_full="")
             return True
     return False
 
@@ -118,7 +119,7 @@ def expire_stale_requests(user=None) -> int:
     qs = ApprovalRequest.objects.filter(status=ApprovalStatus.PENDING, expires_at__lte=timezone.now())
     if user is not None:
         qs = qs.filter(user=user)
-    return qs.update(status=ApprovalStatus.EXPIRED)
+    return qs.update(status=ApprovalStatus.EXPIRED, arguments_full="")
 
 
 def governed_call(
@@ -263,9 +264,7 @@ class _Call:
             "user_agent": clean_text(self.user_agent or "")[:300],
         }
 
-    def refuse(
-        self, status: int, code: str, detail: str, *, body=None, extra=None, error: str = ""
-    ) -> CallOutcome:
+    def refuse(self, status: int, code: str, detail: str, *, body=None, extra=None, error: str = "") -> CallOutcome:
         body = body or {"detail": detail, "code": code, **(extra or {})}
         try:
             entry = record(self, response=body, status=code, status_code=status, error=error or detail)
@@ -317,8 +316,6 @@ def _pending_body(req: ApprovalRequest) -> dict[str, Any]:
 @transaction.atomic
 def _pending_request(user, api_key, server, tool, arguments, digest, secrets) -> ApprovalRequest:
     """One open request per (user, tool, arguments): asking twice does not fill the inbox twice."""
-    from governance.approval_arguments import full_arguments_text
-
     existing = (
         ApprovalRequest.objects.select_for_update()
         .filter(user=user, server=server, tool_name=tool, arguments_digest=digest, status=ApprovalStatus.PENDING)

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from accounts.crypto import EncryptedTextField
 from mcpsettings.models import ServerChildQuerySet
 
 
@@ -186,6 +187,10 @@ class ApprovalRequest(models.Model):
     tool_name = models.CharField(max_length=200)
     arguments = models.JSONField(default=dict, blank=True, help_text="Redacted.")
     arguments_digest = models.CharField(max_length=64)
+    # The full arguments as JSON text, so the person deciding sees exactly what an approval lets run
+    # (the preview above is redacted and may be truncated). Encrypted; held only while the request can
+    # still run (pending, or approved once and not yet used), emptied when it is denied, expires or is used.
+    arguments_full = EncryptedTextField(blank=True, default="", editable=False)
     status = models.CharField(max_length=10, choices=ApprovalStatus.choices, default=ApprovalStatus.PENDING)
     decision = models.CharField(max_length=10, blank=True)
     decided_by = models.ForeignKey(

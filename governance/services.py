@@ -106,7 +106,7 @@ def tool_settings_update(
     """Enable/disable a tool (org layer for org admins of an org server, else the actor's own layer)
     and set the actor's approval for it (ask / always [until] / never)."""
     from governance.models import ApprovalType, ToolApproval, ToolPermission
-    from mcpsettings.models import McpServer
+    from mcpsettings.models import McpServer, McpTool
 
     manages = McpServer.objects.manageable_by(actor).filter(pk=server.pk).exists()
     if is_enabled is not None:
@@ -167,11 +167,45 @@ def tool_settings_update(
             changes={f"{tool_name}.approval": [before, approval], "expires_at": [None, expires_at]},
             ip=ip,
         )
+    if manages and McpTool.objects.filter(server=server, name=tool_name, needs_review=True).update(needs_review=False):
+        # Someone who manages the server set this changed tool's policy: they reviewed it (auto-allow resumes).
+        audit_record(
+            actor=actor, action="tool.reviewed", target=server, changes={tool_name: ["changed", "reviewed"]}, ip=ip
+        )
+
+
+ONCE_UNSEEN = (
+    "The full arguments are not available, so allowing them once would approve what nobody saw; "
+    "deny, or choose always/never."
+)
+DIGEST_MISMATCH = (
+    "These are not the arguments you were shown (the page is out of date or the digest is wrong); "
+    "nothing was approved. Look at the request again and decide."
+)
+DIGEST_NEEDED = (
+    "Part of these arguments is hidden or truncated in `arguments`: read them in full "
+    "(GET /api/v1/approvals/{id}?reveal=true, or the inbox) and send their `arguments_digest` to allow once."
+)
 
 
 @transaction.atomic
-def approval_decide(*, actor, approval_request, decision: str, expires_in=None, ip: str | None = None):
-    """A person's answer to an inbox item: once / always / never / deny."""
+def approval_decide(
+    *,
+    actor,
+    approval_request,
+    decision: str,
+    expires_in=None,
+    arguments_digest: str | None = None,
+    ip: str | None = None,
+):
+    """A person's answer to an inbox item: once / always / never / deny.
+
+    `arguments_digest` is the digest of the arguments the person was shown; a mismatch refuses the
+    decision. "Once" approves exactly the full arguments, so it needs them to have been shown: refused
+    when they are not available and the preview is incomplete, and (given no digest) when the preview
+    hides anything.
+    """
+    from governance import approval_arguments
     from governance.models import ApprovalRequest, ApprovalStatus, ApprovalType, ToolApproval
 
     req = ApprovalRequest.objects.select_for_update().get(pk=approval_request.pk)
@@ -182,9 +216,18 @@ def approval_decide(*, actor, approval_request, decision: str, expires_in=None, 
     now = timezone.now()
     if req.status == ApprovalStatus.PENDING and req.expires_at <= now:
         req.status = ApprovalStatus.EXPIRED
-        req.save(update_fields=["status"])
+        req.arguments_full = ""
+        req.save(update_fields=["status", "arguments_full"])
     if req.status != ApprovalStatus.PENDING:
         raise ValidationError({"decision": f"This request is already {req.get_status_display().lower()}."})
+    if arguments_digest is not None and arguments_digest != req.arguments_digest:
+        raise ValidationError({"arguments_digest": DIGEST_MISMATCH})
+    if decision == "once":
+        shown = approval_arguments.shown(req)
+        if not shown.once_allowed:
+            raise ValidationError({"decision": ONCE_UNSEEN})
+        if not shown.complete and arguments_digest is None:
+            raise ValidationError({"arguments_digest": DIGEST_NEEDED})
     delta = parse_expires_in(expires_in) if decision == "always" else None
     if decision == "once":
         ToolApproval.objects.create(
@@ -214,7 +257,10 @@ def approval_decide(*, actor, approval_request, decision: str, expires_in=None, 
     req.decision = decision
     req.decided_by = actor
     req.decided_at = now
-    req.save(update_fields=["status", "decision", "decided_by", "decided_at"])
+    if decision != "once":
+        # Only an approved-once request still runs these exact arguments; for the rest they are not needed.
+        req.arguments_full = ""
+    req.save(update_fields=["status", "decision", "decided_by", "decided_at", "arguments_full"])
     audit_record(
         actor=actor,
         action="approval.decide",
@@ -223,6 +269,26 @@ def approval_decide(*, actor, approval_request, decision: str, expires_in=None, 
         ip=ip,
     )
     return req
+
+
+def approval_requests_forget_arguments(requests: models.QuerySet | None = None, **filters) -> int:
+    """Empty the encrypted full arguments of approval requests that can no longer run (denied, expired,
+    used, or approved "always"), among `requests` and/or those matching `filters`. Returns how many.
+
+    Safe anywhere, any time: a pending request, or one approved once and not yet used, keeps them. One
+    UPDATE, no audit row (housekeeping, not a person's change).
+    """
+    from governance.models import ApprovalRequest, ApprovalStatus, ApprovalType
+
+    qs = ApprovalRequest.objects.all() if requests is None else requests
+    if filters:
+        qs = qs.filter(**filters)
+    return (
+        qs.exclude(status=ApprovalStatus.PENDING)
+        .exclude(status=ApprovalStatus.APPROVED, decision=ApprovalType.ONCE)
+        .exclude(arguments_full="")
+        .update(arguments_full="")
+    )
 
 
 def prune_logs(*, days: int) -> int:

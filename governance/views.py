@@ -10,11 +10,12 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 
 from accounts.models import Organization
 from accounts.ratelimit import client_ip
-from governance import calls, services
+from governance import approval_arguments, calls, services
 from governance.api.views import _annotations_for
 from governance.models import (
     ApprovalRequest,
@@ -35,19 +36,46 @@ DECISIONS = [
 ]
 
 
+def _show_arguments(items: list[ApprovalRequest], *, reveal: bool = False) -> None:
+    """Attach what each card shows of its arguments (full, masked unless revealed); one secrets query per server."""
+    secrets: dict = {}
+    for item in items:
+        if item.server_id not in secrets:
+            secrets[item.server_id] = approval_arguments.server_secrets(item)
+        item.shown = approval_arguments.shown(item, reveal=reveal, secrets=secrets[item.server_id])
+
+
+@never_cache  # the full arguments are on the page: no browser or proxy keeps a copy
 @login_required
 @require_safe
 def approvals(request: HttpRequest) -> HttpResponse:
     calls.expire_stale_requests(request.user)
+    services.approval_requests_forget_arguments(user=request.user)
     qs = ApprovalRequest.objects.visible_to(request.user).select_related("server", "decided_by")
     pending = list(qs.filter(status=ApprovalStatus.PENDING).order_by("created_at"))
-    history = list(qs.exclude(status=ApprovalStatus.PENDING)[:100])
+    history = list(qs.exclude(status=ApprovalStatus.PENDING).defer("arguments_full")[:100])
     annotations = _annotations_for(pending + history)
     for item in pending + history:
         item.annotations = annotations.get((item.server_id, item.tool_name), {})
+    _show_arguments(pending)
     return render(
         request, "governance/approvals.html", {"pending": pending, "history": history, "decisions": DECISIONS}
     )
+
+
+@never_cache
+@login_required
+@require_safe
+def approval_detail(request: HttpRequest, pk) -> HttpResponse:
+    """One request; `?reveal=1` shows the values under secret-looking keys, to its owner only."""
+    calls.expire_stale_requests(request.user)
+    services.approval_requests_forget_arguments(user=request.user, pk=pk)
+    item = ApprovalRequest.objects.visible_to(request.user).select_related("server", "decided_by").filter(pk=pk).first()
+    if item is None:
+        raise Http404("No such request.")
+    item.annotations = _annotations_for([item]).get((item.server_id, item.tool_name), {})
+    _show_arguments([item], reveal=request.GET.get("reveal", "").lower() in ("1", "true", "yes"))
+    return render(request, "governance/approval_detail.html", {"item": item, "decisions": DECISIONS})
 
 
 @login_required
@@ -64,7 +92,13 @@ def approval_decide(request: HttpRequest, pk) -> HttpResponse:
     decision = "always" if choice.startswith("always") else choice
     try:
         services.approval_decide(
-            actor=request.user, approval_request=item, decision=decision, expires_in=match[2], ip=client_ip(request)
+            actor=request.user,
+            approval_request=item,
+            decision=decision,
+            expires_in=match[2],
+            # The digest of the arguments the page showed: deciding on anything else is refused.
+            arguments_digest=request.POST.get("arguments_digest") or None,
+            ip=client_ip(request),
         )
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))

@@ -359,7 +359,7 @@ def _record_success(
         ).delete()
         ApprovalRequest.objects.filter(
             server=locked, tool_name__in=changed, status__in=(ApprovalStatus.PENDING, ApprovalStatus.APPROVED)
-        ).update(status=ApprovalStatus.EXPIRED)
+        ).update(status=ApprovalStatus.EXPIRED, arguments_full="")
     detail_before = locked.status_detail
     locked.status = ServerStatus.ACTIVE
     locked.status_detail = (

@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from governance import approval_arguments
 from governance.models import ApprovalRequest, RequestLog, UsageDaily
 
 
@@ -24,8 +28,12 @@ class AgentToolListSerializer(serializers.Serializer):
 
 
 class ToolCallSerializer(serializers.Serializer):
-    server = serializers.CharField(help_text="Server id or name.")
-    tool = serializers.CharField(max_length=200)
+    server = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text="Server id or name; may be left out when `tool` is a `qualified_name` from GET /api/v1/tools.",
+    )
+    tool = serializers.CharField(max_length=300, help_text="The tool's name, or its `qualified_name`.")
     arguments = serializers.DictField(required=False, default=dict)
     approval_id = serializers.CharField(required=False, allow_blank=True, allow_null=True)
 
@@ -65,6 +73,10 @@ class ApprovalSerializer(serializers.ModelSerializer):
     server = serializers.CharField(source="server.name")
     server_id = serializers.UUIDField()
     tool = serializers.CharField(source="tool_name")
+    arguments = serializers.JSONField(read_only=True, help_text="A preview: redacted, and long values truncated.")
+    arguments_complete = serializers.SerializerMethodField(
+        help_text="True when `arguments` is exactly the full arguments (nothing redacted or truncated)."
+    )
     annotations = serializers.SerializerMethodField()
 
     class Meta:
@@ -76,6 +88,7 @@ class ApprovalSerializer(serializers.ModelSerializer):
             "server_id",
             "tool",
             "arguments",
+            "arguments_complete",
             "annotations",
             "decision",
             "decided_at",
@@ -84,9 +97,42 @@ class ApprovalSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
+    def get_arguments_complete(self, obj) -> bool:
+        return approval_arguments.preview_is_complete(obj)
+
     def get_annotations(self, obj) -> dict:
         tools = self.context.get("annotations") or {}
         return tools.get((obj.server_id, obj.tool_name), {})
+
+
+class ApprovalDetailSerializer(ApprovalSerializer):
+    """One request, with what "once" would let run: its digest, and (asked for) the full arguments."""
+
+    arguments_digest = serializers.CharField(
+        read_only=True,
+        help_text="SHA-256 the approval is bound to; send it back with a decision to prove what you saw.",
+    )
+    arguments_available = serializers.SerializerMethodField(
+        help_text="Whether the full arguments are held (while the request is pending or approved once, unused)."
+    )
+    arguments_full = serializers.SerializerMethodField(
+        help_text="With ?reveal=true (a session, or a key with the `manage` scope): the full arguments, with only "
+        "secrets Gatehouse holds (the server's credentials, API keys) masked. Null otherwise, or when not available."
+    )
+
+    class Meta(ApprovalSerializer.Meta):
+        fields = [*ApprovalSerializer.Meta.fields, "arguments_digest", "arguments_available", "arguments_full"]
+        read_only_fields = fields
+
+    def get_arguments_available(self, obj) -> bool:
+        return approval_arguments.full_arguments(obj) is not None
+
+    @extend_schema_field(serializers.JSONField(allow_null=True))
+    def get_arguments_full(self, obj) -> Any:
+        shown = self.context.get("revealed")  # the view's approval_arguments.shown(…, reveal=True), if asked
+        if shown is None or not shown.available:
+            return None
+        return approval_arguments.strict_json(shown.value)
 
 
 class ApprovalListSerializer(serializers.Serializer):
@@ -97,6 +143,12 @@ class ApprovalListSerializer(serializers.Serializer):
 class DecideSerializer(serializers.Serializer):
     decision = serializers.ChoiceField(choices=["once", "always", "never", "deny"])
     expires_in = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+    arguments_digest = serializers.CharField(
+        required=False,
+        max_length=64,
+        help_text="The `arguments_digest` of the request you looked at; a mismatch is refused. Required to allow "
+        "once when `arguments_complete` is false.",
+    )
 
 
 class RequestLogSerializer(serializers.ModelSerializer):

@@ -11,11 +11,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import key_from_header
+from accounts.models import ApiKey
 from accounts.ratelimit import client_ip
 from config.errors import NotVisible
-from governance import calls, selectors, services
+from governance import approval_arguments, calls, selectors, services
 from governance.api.serializers import (
     AgentToolListSerializer,
+    ApprovalDetailSerializer,
     ApprovalListSerializer,
     ApprovalSerializer,
     DecideSerializer,
@@ -28,7 +30,7 @@ from governance.api.serializers import (
     UsageSerializer,
 )
 from governance.models import ApprovalRequest, ApprovalStatus, RequestLog, UsageDaily
-from mcpsettings.api.views import _server
+from mcpsettings.api.views import _server, query_flag
 from mcpsettings.models import McpTool
 
 
@@ -38,7 +40,7 @@ def agent_tool(view: selectors.ToolView, slug: str) -> dict:
         "server": view.server.name,
         "server_id": view.server.pk,
         "name": tool.name,
-        "qualified_name": f"{slug}__{tool.name}",
+        "qualified_name": selectors.qualified_name(slug, tool.name),
         "title": tool.title,
         "description": tool.description,
         "input_schema": tool.input_schema,
@@ -52,9 +54,21 @@ class AgentToolsView(APIView):
     @extend_schema(responses=AgentToolListSerializer, operation_id="tools_list")
     def get(self, request):
         servers = selectors.usable_servers(request.user)
-        slugs = selectors.server_slugs(servers)
+        slugs = selectors.server_slugs(servers, request.user)
         tools = [agent_tool(v, slugs[v.server.pk]) for v in selectors.tool_views(request.user, servers) if v.enabled]
         return Response({"tools": tools, "count": len(tools)})
+
+
+def _call_target(user, server_ref: str, tool: str) -> tuple[str | None, str]:
+    """`tool` may be a plain name (with `server`) or the `qualified_name` GET /api/v1/tools lists. With
+    `server` given, a tool of that exact name wins; a qualified name is used only when it names that server."""
+    found = selectors.resolve_qualified(user, tool) if selectors.SEPARATOR in tool else None
+    if not server_ref:
+        return (str(found[0].pk), found[1]) if found else (None, tool)
+    if found is not None and server_ref in (str(found[0].pk), found[0].name):
+        if not McpTool.objects.filter(server=found[0], name=tool).exists():
+            return server_ref, found[1]
+    return server_ref, tool
 
 
 class ToolCallView(APIView):
@@ -69,10 +83,16 @@ class ToolCallView(APIView):
         ser = ToolCallSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         data = ser.validated_data
+        server_ref, tool = _call_target(request.user, data.get("server") or "", data["tool"])
+        if server_ref is None:
+            return Response(
+                {"tool": ["Give `server`, or a qualified tool name (`qualified_name` from GET /api/v1/tools)."]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
         outcome = calls.governed_call(
             user=request.user,
-            server_ref=data["server"],
-            tool=data["tool"],
+            server_ref=server_ref,
+            tool=tool,
             arguments=data.get("arguments") or {},
             api_key=request.auth if hasattr(request.auth, "digest") else None,
             raw_key=key_from_header(request),
@@ -160,7 +180,8 @@ class ApprovalListView(APIView):
     @extend_schema(parameters=[STATUS_PARAM], responses=ApprovalListSerializer, operation_id="approvals_list")
     def get(self, request):
         calls.expire_stale_requests(request.user)
-        qs = ApprovalRequest.objects.visible_to(request.user).select_related("server")
+        services.approval_requests_forget_arguments(user=request.user)
+        qs = ApprovalRequest.objects.visible_to(request.user).select_related("server").defer("arguments_full")
         wanted = request.query_params.get("status")
         if wanted:
             if wanted not in ApprovalStatus.values:
@@ -178,12 +199,29 @@ def _approval(request, pk) -> ApprovalRequest:
     return item
 
 
+REVEAL_PARAM = OpenApiParameter(
+    "reveal", bool, description="true: include `arguments_full` (a session, or a key with the `manage` scope)"
+)
+
+
 class ApprovalDetailView(APIView):
-    @extend_schema(responses=ApprovalSerializer, operation_id="approvals_retrieve")
+    @extend_schema(parameters=[REVEAL_PARAM], responses=ApprovalDetailSerializer, operation_id="approvals_retrieve")
     def get(self, request, pk):
         calls.expire_stale_requests(request.user)
+        services.approval_requests_forget_arguments(user=request.user, pk=pk)
         item = _approval(request, pk)
-        return Response(ApprovalSerializer(item, context={"annotations": _annotations_for([item])}).data)
+        context = {"annotations": _annotations_for([item])}
+        if query_flag(request, "reveal"):
+            # Values under secret-looking keys are the person's to see, not an agent's with a read key.
+            if isinstance(request.auth, ApiKey) and not request.auth.has_scope("manage"):
+                return Response(
+                    {"detail": "Revealing the full arguments needs a key with the `manage` scope."},
+                    status=status.HTTP_403_FORBIDDEN,
+                )
+            context["revealed"] = approval_arguments.shown(item, reveal=True)
+        response = Response(ApprovalDetailSerializer(item, context=context).data)
+        response["Cache-Control"] = "no-store"
+        return response
 
 
 class ApprovalDecideView(APIView):
@@ -200,6 +238,7 @@ class ApprovalDecideView(APIView):
             approval_request=item,
             decision=ser.validated_data["decision"],
             expires_in=ser.validated_data.get("expires_in"),
+            arguments_digest=ser.validated_data.get("arguments_digest"),
             ip=client_ip(request),
         )
         return Response(ApprovalSerializer(item, context={"annotations": _annotations_for([item])}).data)

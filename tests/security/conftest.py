@@ -126,5 +126,6 @@ def route_params(server, gateway, key, approval, org, membership) -> dict:
         "approval-detail": {"pk": approval.pk},
         "approval-decide": {"pk": approval.pk},
         "governance:approval_decide": {"pk": approval.pk},
+        "governance:approval_detail": {"pk": approval.pk},
         "mcp_gateway": {"slug": gateway.slug},
     }

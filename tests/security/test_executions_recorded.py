@@ -54,7 +54,7 @@ def deep(n: int) -> str:
 
 
 def raw_call(client, server, arguments_json: str):
-    body = '{"server": "%s", "tool": "t", "arguments": %s}' % (server.pk, arguments_json)
+    body = '{"server": "' + str(server.pk) + '", "tool": "t", "arguments": ' + arguments_json + "}"
     return client.post(
         "/api/v1/tools/call", data=body.encode("utf-8", "surrogatepass"), content_type="application/json"
     )
@@ -78,7 +78,7 @@ def assert_invariant(upstream, server) -> None:
 @example(arguments={"s": "\ud800"})
 def test_hostile_arguments_never_run_unrecorded(owner, upstream, target, arguments):
     client = key_client(owner)
-    before_exec, before_rows = upstream.executions, RequestLog.objects.filter(server=target).count()
+    before_rows = RequestLog.objects.filter(server=target).count()
     text = json.dumps({"a": arguments}, allow_nan=True)[5:-1]  # Infinity/NaN literals stay as a client sent them
     res = raw_call(client, target, text)
     assert res.status_code in (200, 400), res.content
@@ -93,7 +93,7 @@ def test_hostile_arguments_never_run_unrecorded(owner, upstream, target, argumen
 @pytest.mark.parametrize("literal", ["1e400", "-1e400", "NaN", "Infinity", deep(5000), deep(100)])
 def test_out_of_range_and_deep_arguments_are_refused_before_the_upstream(owner, upstream, target, literal):
     before = upstream.executions
-    res = raw_call(key_client(owner), target, '{"v": %s}' % literal)
+    res = raw_call(key_client(owner), target, '{"v": ' + literal + "}")
     assert res.status_code == 400 and "JSON parse error" in res.json()["detail"]
     assert upstream.executions == before
 
@@ -117,11 +117,10 @@ def test_nul_in_arguments_is_a_field_error_and_logged_as_refused(owner, upstream
 def test_hostile_upstream_answers_are_always_recorded(owner, upstream, target, value, depth):
     structured = json.dumps({"v": value, "d": json.loads(deep(min(depth, 50)))}, allow_nan=True)
     if depth > 50:
-        structured = '{"d": %s}' % deep(depth)
-    upstream.answer_result = (
-        '{"content":[{"type":"text","text":%s}],"structuredContent":%s,"isError":false}'
-        % (json.dumps(str(value)[:200], allow_nan=True), structured)
-    ).encode("utf-8", "surrogatepass")
+        structured = '{"d": ' + deep(depth) + "}"
+    text = json.dumps(str(value)[:200], allow_nan=True)
+    answer = '{"content":[{"type":"text","text":' + text + '}],"structuredContent":' + structured + ',"isError":false}'
+    upstream.answer_result = answer.encode("utf-8", "surrogatepass")
     before_exec = upstream.executions
     res = raw_call(key_client(owner), target, "{}")
     assert res.status_code in (200, 502), res.content
@@ -195,12 +194,9 @@ def test_mcp_endpoint_keeps_the_invariant_for_hostile_arguments(owner, upstream,
     ).json()
     name = next(t["name"] for t in listing["result"]["tools"] if t["name"].endswith("__t"))
     before = upstream.executions
-    for args in ('{"q": "\\u0000"}', '{"n": 1e400}', '{"d": %s}' % deep(3000), '{"ok": 1}'):
-        body = '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"%s","arguments":%s,"_meta":%s}}' % (
-            name,
-            args,
-            json.dumps(meta),
-        )
+    for args in ('{"q": "\\u0000"}', '{"n": 1e400}', '{"d": ' + deep(3000) + "}", '{"ok": 1}'):
+        params = '{"name":"' + name + '","arguments":' + args + ',"_meta":' + json.dumps(meta) + "}"
+        body = '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":' + params + "}"
         res = client.post("/mcp", data=body, content_type="application/json", HTTP_MCP_NAME=name, **headers)
         assert res.status_code in (200, 400), res.content
     assert upstream.executions == before + 1  # only the valid call ran

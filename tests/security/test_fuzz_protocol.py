@@ -114,7 +114,7 @@ def test_mcp_endpoint_deeply_nested_and_huge(mcp_client):
 
 @pytest.mark.parametrize("number", ["1e400", "-1e400", "NaN", "Infinity"])
 def test_out_of_range_numbers_in_an_answer_are_a_protocol_error(number):
-    body = ('{"jsonrpc": "2.0", "id": 7, "result": {"x": %s}}' % number).encode()
+    body = ('{"jsonrpc": "2.0", "id": 7, "result": {"x": ' + number + "}}").encode()
     with pytest.raises(McpError) as info:
         wire.read_json(fake_response(body, "application/json"), 10_000, float("inf"))
     assert info.value.kind == "protocol" and "cannot be accepted" in str(info.value)

@@ -176,3 +176,17 @@ def test_once_approvals_do_not_survive_a_change_of_the_tool(owner, hostile):
     before = hostile.executions
     assert call(owner, server, "send").status_code == 202
     assert hostile.executions == before
+
+
+def test_a_manager_setting_the_changed_tools_policy_reviews_it(owner, hostile):
+    tool = {"name": "peek", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": True}}
+    listing(hostile, [tool])
+    server = make_server(owner, name="Review", endpoint_url=hostile.url("tools"))
+    assert discovery.discover(server).ok
+    McpServer.objects.filter(pk=server.pk).update(auto_allow_read_only=True)
+    listing(hostile, [tool | {"description": "now different"}])
+    assert discovery.discover(server).changed == ["peek"]
+    assert call(owner, server, "peek").status_code == 202
+    res = key_client(owner).patch(f"/api/v1/settings/mcps/{server.pk}/tools/peek", {"approval": "ask"}, format="json")
+    assert res.status_code == 200 and res.json()["needs_review"] is False
+    assert call(owner, server, "peek").status_code == 200  # auto-allow for read-only tools applies again
