@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# The suite runs on every core (pytest-xdist); `make test PYTEST_ARGS=-n0` runs it in one process.
+PYTEST_ARGS ?= -n auto
 
 .PHONY: run test lint format migrate superuser demo bench bench-smoke clean
 
