@@ -9,7 +9,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 
 from accounts import services
-from accounts.models import ApiKey, Invitation, Membership, Organization, User
+from accounts.models import ApiKey, AuditEvent, Invitation, Membership, Organization, User
 from accounts.ratelimit import client_ip
 
 
@@ -281,3 +281,36 @@ class InvitationAdmin(TenantAdmin):
             except (ValidationError, PermissionDenied, Organization.DoesNotExist) as exc:
                 messages.error(request, f"{invitation}: {' '.join(getattr(exc, 'messages', [str(exc)]))}")
         messages.success(request, f"Revoked {done} invitation(s).")
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(TenantAdmin):
+    """Append-only: nobody adds, changes or deletes audit events, not even superusers."""
+
+    list_display = ("created_at", "action", "target_type", "target_repr", "actor", "organization", "ip")
+    list_filter = ("action", "target_type", "organization")
+    search_fields = ("action", "target_repr", "target_id", "actor__email")
+    list_select_related = ("actor", "organization")
+    date_hierarchy = "created_at"
+    fields = (
+        "id",
+        "created_at",
+        "action",
+        "target_type",
+        "target_id",
+        "target_repr",
+        "actor",
+        "organization",
+        "changes",
+        "ip",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

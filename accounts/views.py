@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, update_session_auth_hash
 from django.contrib.auth import views as auth_views
@@ -28,6 +27,7 @@ from accounts.forms import (
 )
 from accounts.models import ApiKey, Invitation, Membership, Organization
 from accounts.ratelimit import client_ip
+from accounts.web import public_url
 
 BACKEND = "django.contrib.auth.backends.ModelBackend"
 
@@ -41,39 +41,6 @@ def apply_errors(form, exc: ValidationError) -> None:
     else:
         for message in exc.messages:
             form.add_error(None, message)
-
-
-@login_required
-@require_safe
-def home(request: HttpRequest) -> HttpResponse:
-    """The dashboard: servers and their state, what waits for approval, today's calls."""
-    from django.db.models import Sum
-
-    from governance.models import ApprovalRequest, ApprovalStatus, UsageDaily
-    from mcpsettings.selectors import servers_for
-
-    memberships = Membership.objects.filter(user=request.user).select_related("organization")
-    keys = ApiKey.objects.visible_to(request.user).live().count()
-    pending = list(
-        ApprovalRequest.objects.visible_to(request.user)
-        .filter(status=ApprovalStatus.PENDING, expires_at__gt=timezone.now())
-        .select_related("server")
-        .order_by("created_at")[:5]
-    )
-    today = UsageDaily.objects.filter(user=request.user, date=timezone.localdate()).aggregate(
-        calls=Sum("request_count"), failed=Sum("failed")
-    )
-    invitations = Invitation.objects.addressed_to(request.user).open().select_related("organization", "invited_by")
-    context = {
-        "memberships": memberships,
-        "invitations": invitations,
-        "live_keys": keys,
-        "servers": servers_for(request.user),
-        "pending": pending,
-        "today_calls": today["calls"] or 0,
-        "today_failed": today["failed"] or 0,
-    }
-    return render(request, "accounts/home.html", context)
 
 
 @login_required
@@ -218,9 +185,7 @@ def _org_for(request: HttpRequest, slug: str) -> tuple[Organization, Membership 
 
 
 def _invitation_link(request: HttpRequest, raw_token: str) -> str:
-    path = reverse("accounts:invitation", kwargs={"token": raw_token})
-    base = (getattr(settings, "GATEHOUSE_PUBLIC_URL", "") or "").rstrip("/")
-    return f"{base}{path}" if base else request.build_absolute_uri(path)
+    return public_url(request, reverse("accounts:invitation", kwargs={"token": raw_token}))
 
 
 @login_required

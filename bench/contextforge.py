@@ -1,13 +1,14 @@
 """IBM ContextForge (mcp-contextforge-gateway) as a local benchmark peer.
 
 It lives in its own virtualenv (bench/.venv-contextforge, git-ignored) because its dependency tree is large and
-must stay out of Gatehouse's requirements. This module imports only the stdlib and `requests`, so the benchmark
-runner can import it from the project's venv and drive ContextForge as a subprocess.
+must stay out of Gatehouse's requirements. This module imports only the stdlib, `requests` and the official MCP
+SDK client (bench/sdk_client.py, from the project's dev dependencies), so the benchmark runner can import it from
+the project's venv and drive ContextForge as a subprocess.
 
     with ContextForge() as cf:
         endpoint = cf.register_upstream("upstream", "http://127.0.0.1:8001/mcp")
         tool = cf.tool_name("echo")  # "upstream-echo"
-        # POST JSON-RPC to `endpoint` with `cf.headers`
+        # an MCP client session on `endpoint` with `cf.headers` (sdk_client.session)
 
 Sessions (checked with 1.0.7.post20260921): its streamable HTTP endpoint answers JSON (JSON_RESPONSE_ENABLED=true)
 and by default is stateless (USE_STATEFUL_SESSIONS=false): no Mcp-Session-Id, every POST stands alone, and each
@@ -19,7 +20,7 @@ session per worker gets at its best.
 
 from __future__ import annotations
 
-import json
+import asyncio
 import os
 import secrets
 import signal
@@ -31,14 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import sdk_client  # bench/sdk_client.py: bench/ is on sys.path when bench/run.py runs
 
 CF_DIR = Path(__file__).parent / ".cf"  # runtime dir (sqlite db, logs)
 VENV = Path(__file__).parent / ".venv-contextforge"
 PACKAGE = "mcp-contextforge-gateway"
 VERSION = "1.0.7.post20260921"  # the version whose API paths and env settings this module was checked against
 ADMIN_EMAIL = "admin@example.com"
-PROTOCOL_VERSION = "2025-06-18"
-MCP_ACCEPT = "application/json, text/event-stream"
 
 
 def _venv_python() -> Path:
@@ -72,90 +72,6 @@ def _port_in_use(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def parse_mcp_response(response: requests.Response) -> dict[str, Any] | None:
-    """The JSON-RPC message in an MCP HTTP answer: a JSON body, or the last `data:` event of an SSE body."""
-    if response.status_code == 202 or not response.content:
-        return None  # notifications are acknowledged with an empty 202
-    if response.headers.get("content-type", "").startswith("text/event-stream"):
-        message = None
-        for event in response.text.replace("\r\n", "\n").split("\n\n"):
-            data = "\n".join(line[5:].lstrip() for line in event.split("\n") if line.startswith("data:"))
-            if data.strip():
-                message = json.loads(data)
-        return message
-    return response.json()
-
-
-class McpSession:
-    """A minimal streamable HTTP MCP client over `requests` (enough for discovery and smoke tests)."""
-
-    def __init__(self, url: str, headers: dict[str, str], timeout: float = 30) -> None:
-        self.url = url
-        self.timeout = timeout
-        self.http = requests.Session()
-        self.http.headers.update(headers)
-        self.http.headers.update({"Accept": MCP_ACCEPT, "Content-Type": "application/json"})
-        self.next_id = 1
-
-    def __enter__(self) -> McpSession:
-        self.initialize()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if "Mcp-Session-Id" in self.http.headers:  # end a stateful session rather than leave it to expire
-            try:
-                self.http.delete(self.url, timeout=self.timeout)
-            except requests.RequestException:
-                pass
-        self.http.close()
-
-    def _post(self, message: dict[str, Any]) -> requests.Response:
-        response = self.http.post(self.url, json=message, timeout=self.timeout)
-        response.raise_for_status()
-        # Kept for stateful servers; ContextForge's default (stateless) mode never sends one.
-        if session_id := response.headers.get("mcp-session-id"):
-            self.http.headers["Mcp-Session-Id"] = session_id
-        return response
-
-    def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        message: dict[str, Any] = {"jsonrpc": "2.0", "id": self.next_id, "method": method}
-        self.next_id += 1
-        if params is not None:
-            message["params"] = params
-        answer = parse_mcp_response(self._post(message))
-        if answer is None or "error" in answer:
-            raise RuntimeError(f"MCP {method} failed: {answer}")
-        return answer["result"]
-
-    def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
-        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
-        if params is not None:
-            message["params"] = params
-        self._post(message)
-
-    def initialize(self) -> dict[str, Any]:
-        result = self.request(
-            "initialize",
-            {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}},
-        )
-        self.http.headers["Mcp-Protocol-Version"] = result.get("protocolVersion", PROTOCOL_VERSION)
-        self.notify("notifications/initialized")
-        return result
-
-    def list_tools(self) -> list[dict[str, Any]]:
-        tools: list[dict[str, Any]] = []
-        cursor: str | None = None
-        while True:
-            result = self.request("tools/list", {"cursor": cursor} if cursor else None)
-            tools += result.get("tools", [])
-            cursor = result.get("nextCursor")
-            if not cursor:
-                return tools
-
-    def call_tool(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        return self.request("tools/call", {"name": name, "arguments": arguments})
 
 
 class ContextForge:
@@ -340,8 +256,7 @@ class ContextForge:
         """
         if self.endpoint is None:
             raise RuntimeError("register_upstream() first")
-        with McpSession(self.endpoint, self.headers) as session:
-            names = [tool["name"] for tool in session.list_tools()]
+        names = asyncio.run(sdk_client.tool_names(self.endpoint, self.headers))
         expected = self.original_names.get(upstream_tool)
         if expected in names:
             return expected

@@ -4,12 +4,15 @@
     .venv/bin/python bench/run.py --smoke    # a few seconds of the same code (make bench-smoke, CI)
 
 Gatehouse runs the way the README tells production users to run it: gunicorn, PostgreSQL, DEBUG off.
-Everything listens on 127.0.0.1; the load generator is threads with keep-alive sessions.
+Everything listens on 127.0.0.1. The load generator is threads: MCP paths (direct, /mcp, ContextForge) use the
+official MCP SDK client (bench/sdk_client.py), one session and event loop per thread; REST uses requests.
+Data is seeded by `manage.py bench_seed` (governance), never by Python passed to `manage.py shell`.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -21,17 +24,22 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
+import sdk_client  # bench/sdk_client.py (this script's directory is on sys.path)
 from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 PG_ADMIN = "postgres://postgres@127.0.0.1:5432/postgres"
 DB_NAME = "gatehouse_bench"
-ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+BENCH_DB = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+BENCH_EMAIL = "bench@example.com"
+BENCH_PASSWORD = "bench-password-123"
 
 
 def free_port() -> int:
@@ -86,7 +94,7 @@ class Procs:
 def gatehouse_env() -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO")}
     env.update(
-        DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
+        DATABASE_URL=BENCH_DB,
         DEBUG="false",
         SECRET_KEY=secrets.token_urlsafe(50),
         FIELD_ENCRYPTION_KEY=Fernet.generate_key().decode(),
@@ -107,6 +115,11 @@ def manage(env: dict, *args: str) -> str:
     return out.stdout
 
 
+def bench_seed(env: dict, *args: str) -> dict:
+    """governance's `bench_seed` command for the bench user; returns the JSON it prints last."""
+    return json.loads(manage(env, "bench_seed", "--email", BENCH_EMAIL, *args).strip().splitlines()[-1])
+
+
 def reset_db() -> None:
     import psycopg
 
@@ -116,10 +129,20 @@ def reset_db() -> None:
 
 
 # --- load ------------------------------------------------------------------------------------------
+#
+# A path measures itself in two ways: `sequential(n)` (c=1 latencies after a warm-up) and `worker(ready)`
+# (one of the c=16 workers: set up its own session and make one call, then `ready()` waits for the others and
+# returns when to stop). Workers are threads; an MCP worker runs its own event loop in its thread.
+
+Window = tuple[list[float], int, float]  # latencies (ms), errors, when its last call ended (monotonic)
 
 
-def run_sequential(call, n: int) -> list[float]:
-    for _ in range(max(3, n // 20)):  # warm-up
+def warmups(n: int) -> int:
+    return max(3, n // 20)
+
+
+def timed_sequential(call: Callable[[], None], n: int) -> list[float]:
+    for _ in range(warmups(n)):
         call()
     out = []
     for _ in range(n):
@@ -129,98 +152,127 @@ def run_sequential(call, n: int) -> list[float]:
     return out
 
 
-def run_concurrent(make_call, workers: int, seconds: float) -> tuple[float, list[float], int]:
-    """Throughput (calls/s), latencies (ms) and errors with `workers` threads for `seconds`."""
-    latencies: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
-    stop = time.monotonic() + seconds
-    barrier = threading.Barrier(workers)
+def timed_until(call: Callable[[], None], stop: float) -> Window:
+    latencies, errors = [], 0
+    while time.monotonic() < stop:
+        t0 = time.perf_counter()
+        try:
+            call()
+        except Exception:
+            errors += 1
+            continue
+        latencies.append((time.perf_counter() - t0) * 1000)
+    return latencies, errors, time.monotonic()
+
+
+async def timed_sequential_async(call: Callable[[], Awaitable[None]], n: int) -> list[float]:
+    for _ in range(warmups(n)):
+        await call()
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        await call()
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+async def timed_until_async(call: Callable[[], Awaitable[None]], stop: float) -> Window:
+    latencies, errors = [], 0
+    while time.monotonic() < stop:
+        t0 = time.perf_counter()
+        try:
+            await call()
+        except Exception:
+            errors += 1
+            continue
+        latencies.append((time.perf_counter() - t0) * 1000)
+    return latencies, errors, time.monotonic()
+
+
+def run_concurrent(path, workers: int, seconds: float) -> tuple[float, list[float], int]:
+    """Throughput (calls/s), latencies (ms) and errors of `workers` workers calling for `seconds`.
+
+    The window opens when every worker has its session and closes with the last call to finish, so
+    session setup and teardown (which differ between clients and servers) are not counted.
+    """
+    window: dict[str, float] = {}
+
+    def open_window() -> None:
+        window["start"] = time.monotonic()
+        window["stop"] = window["start"] + seconds
+
+    barrier = threading.Barrier(workers, action=open_window)
+
+    def ready() -> float:
+        barrier.wait()
+        return window["stop"]
+
+    done: list[Window] = []
+    failed: list[BaseException] = []
 
     def worker() -> None:
-        call = make_call()
-        call()
-        barrier.wait()
-        mine = []
-        while time.monotonic() < stop:
-            t0 = time.perf_counter()
-            try:
-                call()
-            except Exception:
-                with lock:
-                    errors[0] += 1
-                continue
-            mine.append((time.perf_counter() - t0) * 1000)
-        with lock:
-            latencies.extend(mine)
+        try:
+            done.append(path.worker(ready))
+        except BaseException as exc:  # a worker that cannot start must not leave the others at the barrier
+            failed.append(exc)
+            barrier.abort()
 
-    started = time.monotonic()
     threads = [threading.Thread(target=worker) for _ in range(workers)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    elapsed = time.monotonic() - started
-    return len(latencies) / max(elapsed, 1e-9), latencies, errors[0]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {workers} workers failed") from failed[0]
+    latencies = [ms for mine, _, _ in done for ms in mine]
+    elapsed = max(end for _, _, end in done) - window["start"]
+    return len(latencies) / max(elapsed, 1e-9), latencies, sum(errors for _, errors, _ in done)
 
 
-def mcp_caller(url: str, headers: dict, tool: str, *, handshake: bool = True):
-    """A per-thread MCP client: one session (initialize once), then tools/call each time."""
+class McpPath:
+    """Tool calls through the official MCP SDK client: one session per worker, initialized once."""
 
-    def make():
+    def __init__(self, url: str, headers: dict[str, str], tool: str) -> None:
+        self.url, self.headers, self.tool = url, headers, tool
+        self.protocol_versions: set[str] = set()  # as negotiated by each session
+
+    @asynccontextmanager
+    async def _caller(self) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+        async with sdk_client.session(self.url, self.headers) as client:
+            self.protocol_versions.add(client.protocol_version)
+            yield await sdk_client.echo_caller(client, self.tool)
+
+    def sequential(self, n: int) -> list[float]:
+        async def run() -> list[float]:
+            async with self._caller() as call:
+                return await timed_sequential_async(call, n)
+
+        return asyncio.run(run())
+
+    def worker(self, ready: Callable[[], float]) -> Window:
+        async def run() -> Window:
+            async with self._caller() as call:
+                await call()
+                stop = await asyncio.to_thread(ready)  # off the loop: the session's own tasks keep running
+                return await timed_until_async(call, stop)
+
+        return asyncio.run(run())
+
+
+class RestPath:
+    """Governed calls through the REST API: plain HTTP with a keep-alive session (REST is not MCP)."""
+
+    def __init__(self, base: str, key: str, server_id: str) -> None:
+        self.base, self.key, self.server_id = base, key, server_id
+
+    def _caller(self) -> Callable[[], None]:
         s = requests.Session()
-        s.headers.update({**ACCEPT, **headers})
-        ids = iter(range(1, 10**9))
-        if handshake:
+        s.headers["Authorization"] = f"Bearer {self.key}"
+
+        def call() -> None:
             r = s.post(
-                url,
-                json={
-                    "jsonrpc": "2.0",
-                    "id": next(ids),
-                    "method": "initialize",
-                    "params": {
-                        "protocolVersion": "2025-06-18",
-                        "capabilities": {},
-                        "clientInfo": {"name": "bench", "version": "1"},
-                    },
-                },
-                timeout=30,
-            )
-            r.raise_for_status()
-            sid = r.headers.get("Mcp-Session-Id")
-            if sid:
-                s.headers["Mcp-Session-Id"] = sid
-            s.headers["MCP-Protocol-Version"] = "2025-06-18"
-            s.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, timeout=30)
-
-        def call():
-            r = s.post(
-                url,
-                json={
-                    "jsonrpc": "2.0",
-                    "id": next(ids),
-                    "method": "tools/call",
-                    "params": {"name": tool, "arguments": {"text": "hello"}},
-                },
-                timeout=30,
-            )
-            if r.status_code != 200 or '"isError":true' in r.text.replace(" ", "") or "hello" not in r.text:
-                raise RuntimeError(f"bad answer {r.status_code}: {r.text[:200]}")
-
-        return call
-
-    return make
-
-
-def rest_caller(base: str, key: str, server_id: str):
-    def make():
-        s = requests.Session()
-        s.headers["Authorization"] = f"Bearer {key}"
-
-        def call():
-            r = s.post(
-                f"{base}/api/v1/tools/call",
-                json={"server": server_id, "tool": "echo", "arguments": {"text": "hello"}},
+                f"{self.base}/api/v1/tools/call",
+                json={"server": self.server_id, "tool": "echo", "arguments": {"text": "hello"}},
                 timeout=30,
             )
             if r.status_code != 200:
@@ -228,7 +280,13 @@ def rest_caller(base: str, key: str, server_id: str):
 
         return call
 
-    return make
+    def sequential(self, n: int) -> list[float]:
+        return timed_sequential(self._caller(), n)
+
+    def worker(self, ready: Callable[[], float]) -> Window:
+        call = self._caller()
+        call()
+        return timed_until(call, ready())
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -254,8 +312,7 @@ def main() -> None:
         env = gatehouse_env()
         manage(env, "migrate", "--noinput")
         manage(env, "collectstatic", "--noinput")
-        manage(env, "create_user", "bench@example.com", "--password", "bench-password-123")
-        key = manage(env, "create_api_key", "bench@example.com", "--name", "bench").strip().splitlines()[-1]
+        key = bench_seed(env, "--password", BENCH_PASSWORD, "--key", "bench")["api_key"]
 
         up_port = free_port()
         procs.start([PY, "bench/upstream.py", str(up_port)], os.environ.copy(), logs / "upstream.log")
@@ -297,26 +354,25 @@ def main() -> None:
         ).raise_for_status()
 
         paths = {
-            "a_direct": mcp_caller(upstream, {}, "echo", handshake=False),
-            "b_rest": rest_caller(base, key, server_id),
-            "c_mcp": mcp_caller(f"{base}/mcp", auth, "upstream__echo"),
+            "a_direct": McpPath(upstream, {}, "echo"),
+            "b_rest": RestPath(base, key, server_id),
+            "c_mcp": McpPath(f"{base}/mcp", auth, "upstream__echo"),
         }
         cf = None
         if not (smoke or args.no_contextforge):
             try:
-                sys.path.insert(0, str(ROOT / "bench"))
-                import contextforge
+                import contextforge  # bench/contextforge.py, next to this script
 
                 contextforge.ensure_installed()
                 cf = contextforge.ContextForge(port=free_port()).__enter__()
                 cf_url = cf.register_upstream("upstream", upstream)
-                paths["d_contextforge"] = mcp_caller(cf_url, cf.headers, cf.tool_name("echo"))
+                paths["d_contextforge"] = McpPath(cf_url, cf.headers, cf.tool_name("echo"))
             except Exception as exc:  # the peer is optional; the table says why it is missing
                 results["contextforge_error"] = f"{type(exc).__name__}: {exc}"[:500]
         try:
-            for name, make in paths.items():
-                seq = run_sequential(make(), n_seq)
-                rps, lat16, errors = run_concurrent(make, 16, conc_seconds)
+            for name, path in paths.items():
+                seq = path.sequential(n_seq)
+                rps, lat16, errors = run_concurrent(path, 16, conc_seconds)
                 results["paths"][name] = {
                     "p50": pct(seq, 50),
                     "p95": pct(seq, 95),
@@ -330,10 +386,16 @@ def main() -> None:
         finally:
             if cf is not None:
                 cf.__exit__(None, None, None)
+        results["mcp_client"] = f"mcp {sdk_client.SDK_VERSION}"
+        results["protocols"] = {
+            name: sorted(path.protocol_versions) for name, path in paths.items() if isinstance(path, McpPath)
+        }
+        if results["protocols"]["a_direct"] != results["protocols"]["c_mcp"]:
+            raise SystemExit(f"direct and /mcp negotiated different protocol versions: {results['protocols']}")
 
         results["load"] = load_check(env, base, key, server_id, workers=16, seconds=3 if smoke else 30)
         print("load", results["load"], flush=True)
-        results["reads"] = read_paths(env, base, key, log_rows, 20 if smoke else 200)
+        results["reads"] = read_paths(env, base, key, server_id, log_rows, 20 if smoke else 200)
         results["rss_mb"] = worker_rss_mb(gunicorn.pid)
     finally:
         procs.stop()
@@ -343,17 +405,16 @@ def main() -> None:
     print(json.dumps(results, default=str, indent=1)[:4000])
 
 
-def count_logs(env: dict) -> int:
-    code = "from governance.models import RequestLog; print(RequestLog.objects.count())"
-    res = subprocess.run(
-        [PY, "manage.py", "shell", "-c", code], env=env, cwd=ROOT, check=True, capture_output=True, text=True
-    )
-    return int(res.stdout.strip().splitlines()[-1])
+def count_logs() -> int:
+    import psycopg
+
+    with psycopg.connect(BENCH_DB) as conn:
+        return conn.execute("SELECT count(*) FROM governance_requestlog").fetchone()[0]
 
 
 def load_check(env: dict, base: str, key: str, server_id: str, *, workers: int, seconds: float) -> dict:
     """N agents make governed calls for a fixed time: no 5xx, and one RequestLog row per call made."""
-    before = count_logs(env)
+    before = count_logs()
     statuses: dict[int, int] = {}
     lock = threading.Lock()
     stop = time.monotonic() + seconds
@@ -376,7 +437,7 @@ def load_check(env: dict, base: str, key: str, server_id: str, *, workers: int, 
     for t in threads:
         t.join()
     calls = sum(statuses.values())
-    logged = count_logs(env) - before
+    logged = count_logs() - before
     out = {
         "agents": workers,
         "seconds": seconds,
@@ -390,40 +451,10 @@ def load_check(env: dict, base: str, key: str, server_id: str, *, workers: int, 
     return out
 
 
-def read_paths(env: dict, base: str, key: str, log_rows: int, n: int) -> dict:
-    """Seed 25 servers × 100 tools and `log_rows` request logs, then time the read paths and count queries."""
-    seed = f"""
-import uuid
-from django.db import connection
-from django.utils import timezone
-from accounts.models import User
-from mcpsettings.models import McpServer, McpTool
-from governance.models import ToolApproval
-user = User.objects.get(email="bench@example.com")
-now = timezone.now()
-servers = []
-for i in range(24):
-    servers.append(McpServer.objects.create(owner=user, name=f"scale-{{i}}", endpoint_url="https://93.184.216.34/mcp",
-                                            status="active", created_by=user))
-for s in McpServer.objects.filter(owner=user):
-    McpTool.objects.bulk_create([McpTool(server=s, name=f"t{{j}}", description="A tool.", digest="0"*64,
-                                          input_schema={{"type": "object"}}, last_seen=now) for j in range(100)],
-                                ignore_conflicts=True)
-    ToolApproval.objects.get_or_create(user=user, server=s, tool_name="t0", approval_type="always")
-server_id = McpServer.objects.filter(owner=user).first().pk
-with connection.cursor() as c:
-    c.execute(
-        "INSERT INTO governance_requestlog (user_id, server_id, server_name, tool_name, method, via, request_body,"
-        " response_body, status, status_code, duration_ms, user_agent, error_message, created_at)"
-        " SELECT %s, %s, 'upstream', 'echo', 'tools/call', 'api', '{{}}'::jsonb, '{{}}'::jsonb,"
-        " CASE WHEN g %% 10 = 0 THEN 'upstream_error' ELSE 'ok' END, CASE WHEN g %% 10 = 0 THEN 502 ELSE 200 END,"
-        " (g %% 200), 'bench', '', now() - (g || ' seconds')::interval FROM generate_series(1, %s) g",
-        [user.pk, server_id, {log_rows}],
-    )
-    c.execute("ANALYZE governance_requestlog")
-print("seeded")
-"""
-    subprocess.run([PY, "manage.py", "shell", "-c", seed], env=env, cwd=ROOT, check=True, capture_output=True)
+def read_paths(env: dict, base: str, key: str, server_id: str, log_rows: int, n: int) -> dict:
+    """Seed 24 more servers, 100 tools on each of the 25 and `log_rows` request logs, then time the read paths
+    and count their queries."""
+    bench_seed(env, "--servers", "24", "--tools", "100", "--log-rows", str(log_rows), "--log-server", server_id)
     api = requests.Session()
     api.headers["Authorization"] = f"Bearer {key}"
     web = requests.Session()
@@ -431,8 +462,8 @@ print("seeded")
     web.post(
         f"{base}/accounts/login/",
         data={
-            "username": "bench@example.com",
-            "password": "bench-password-123",
+            "username": BENCH_EMAIL,
+            "password": BENCH_PASSWORD,
             "csrfmiddlewaretoken": web.cookies["csrftoken"],
         },
         headers={"Referer": f"{base}/accounts/login/"},
@@ -461,25 +492,9 @@ print("seeded")
 
 
 def query_counts(env: dict, paths: list[str]) -> list[int]:
-    code = f"""
-from django.db import connection
-from django.test import Client
-from django.test.utils import CaptureQueriesContext
-from accounts.models import User
-c = Client(HTTP_HOST="127.0.0.1")
-c.force_login(User.objects.get(email="bench@example.com"))
-out = []
-for path in {paths!r}:
-    c.get(path)
-    with CaptureQueriesContext(connection) as ctx:
-        r = c.get(path)
-    out.append(len(ctx.captured_queries))
-print(out)
-"""
-    res = subprocess.run(
-        [PY, "manage.py", "shell", "-c", code], env=env, cwd=ROOT, check=True, capture_output=True, text=True
-    )
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    args = [PY, "bench/query_counts.py", BENCH_EMAIL, *paths]
+    out = subprocess.run(args, env=env, cwd=ROOT, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def worker_rss_mb(master_pid: int) -> float:
@@ -515,6 +530,17 @@ def machine() -> dict:
     }
 
 
+def client_text(r: dict) -> str:
+    """Which MCP client and protocol versions the MCP paths used, for the results' header."""
+    protocols = r.get("protocols") or {}
+    versions = " / ".join(f"{name[2:]} {', '.join(v)}" for name, v in protocols.items())
+    return (
+        f"the official MCP Python SDK client ({r.get('mcp_client')}, streamable HTTP, its own event loop in each "
+        f"worker thread), one session per worker: initialize once, then tools/call (protocol versions negotiated: "
+        f"{versions})"
+    )
+
+
 def render(r: dict) -> str:
     p = r["paths"]
     direct = p.get("a_direct", {})
@@ -524,8 +550,9 @@ def render(r: dict) -> str:
         f"Run: {r['machine']['date']} · {r['machine']['cpus']} CPUs ({r['machine']['cpu']}) · Python "
         f"{r['machine']['python']} · Django {r['machine']['django']} · {r['machine']['postgres']}.",
         "Gatehouse: gunicorn (2 gthread workers × 8 threads), PostgreSQL, DEBUG off, Redis cache. Upstream: the SDK's "
-        "MCPServer (JSON, stateless) under uvicorn. Load generator: Python threads with keep-alive on the same machine "
-        "(it competes for the 2 cores, so absolute numbers are pessimistic for every path alike).",
+        "MCPServer (JSON, stateless) under uvicorn. Load generator on the same machine (it competes for the 2 cores, "
+        "so absolute numbers are pessimistic for every path alike): one thread per worker; MCP paths use "
+        f"{client_text(r)}; REST uses `requests` with keep-alive.",
         "",
         "## Tool call latency and throughput",
         "",
@@ -550,6 +577,10 @@ def render(r: dict) -> str:
     lines += [
         "",
         "## Added latency over the direct call (c=1)",
+        "",
+        "(c) and (d) use the same MCP client as (a), so their difference is the gateway's. (b) uses `requests`, "
+        "a lighter client than the SDK's, so its added latency is understated by the SDK client's own per-call "
+        "cost (about 0.3–1.5 ms at c=1 on this machine).",
         "",
         "| path | added p50 ms | added p99 ms | throughput vs direct (c=16) |",
         "|---|---|---|---|",

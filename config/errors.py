@@ -1,4 +1,4 @@
-"""Errors services raise, and how the API answers them."""
+"""How the API answers the errors services raise (accounts.errors, ValidationError)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-
-class Conflict(Exception):
-    """Cannot be done in the current state (a cap reached, a name taken by a live object): 409."""
-
-
-class NotVisible(Exception):
-    """Does not exist for this actor: 404, never a 403 that confirms it exists."""
+from accounts.errors import Conflict, NotVisible
 
 
 def validation_error_body(exc: ValidationError) -> dict:

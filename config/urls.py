@@ -4,8 +4,8 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from accounts import views as account_views
-from mcpsettings import endpoint as mcp_endpoint
+from governance import views as governance_views
+from governance.agents import mcp as mcp_endpoint
 from mcpsettings import views as mcp_views
 
 
@@ -33,7 +33,7 @@ api_v1 = [
 ]
 
 urlpatterns = [
-    path("", account_views.home, name="home"),
+    path("", governance_views.dashboard, name="home"),
     path("healthz", healthz, name="healthz"),
     path("mcp", mcp_endpoint.mcp_endpoint, name="mcp"),
     path("mcp/<slug:slug>", mcp_endpoint.mcp_endpoint, name="mcp_gateway"),

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from governance.redaction import BEARER_RE, SECRET_KEY_RE, TRUNCATED
+from accounts.redaction import BEARER_RE, SECRET_KEY_RE, TRUNCATED
 
 HIDDEN = "[HIDDEN]"  # a value under a secret-looking key: the owner may reveal it
 CREDENTIAL = "[STORED CREDENTIAL]"  # the server's credentials, a Gatehouse API key: never shown
@@ -67,7 +67,7 @@ def full_arguments(req) -> Any | None:
     They must hash to the request's digest: what is shown is, provably, what an approval lets run.
     """
     text = req.arguments_full or ""
-    if not text:
+    if not text or req.current_status == "expired":  # expired: nothing can run them any more
         return None
     try:
         value = json.loads(text)
@@ -85,7 +85,7 @@ def server_secrets(req) -> list[str]:
     for cred in Credential.objects.filter(server_id=req.server_id):
         values += [cred.access_token, cred.refresh_token, cred.header_value]
     values += OAuthClient.objects.filter(server_id=req.server_id).values_list("client_secret", flat=True)
-    # As in governance.redaction: very short values would mask ordinary text.
+    # As in accounts.redaction: very short values would mask ordinary text.
     return sorted({v for v in values if v and len(v) >= 4}, key=len, reverse=True)
 
 
@@ -116,7 +116,7 @@ class Masked:
 def mask(value: Any, secrets: Iterable[str], *, reveal: bool) -> Masked:
     """A masked deep copy: known credential values always; secret-looking keys and `Bearer …` unless revealed.
 
-    Unlike governance.redaction, nothing is truncated and unusual values are kept as they are.
+    Unlike accounts.redaction, nothing is truncated and unusual values are kept as they are.
     """
     secret_list = list(secrets)
     out = Masked(None)

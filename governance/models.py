@@ -5,62 +5,10 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from accounts.crypto import EncryptedTextField
 from mcpsettings.models import ServerChildQuerySet
-
-
-class AuditEventQuerySet(models.QuerySet):
-    def visible_to(self, user) -> AuditEventQuerySet:
-        """Superusers: everything. Org admins: their orgs' events. Everyone: their own actions."""
-        from accounts.models import Organization
-
-        if not user.is_authenticated:
-            return self.none()
-        if user.is_superuser:
-            return self
-        return self.filter(Q(actor=user) | Q(organization__in=Organization.objects.administered_by(user)))
-
-    manageable_by = visible_to
-
-
-class AuditEvent(models.Model):
-    """Append-only record of a change. Secret values appear only as "(changed)"."""
-
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    organization = models.ForeignKey(
-        "accounts.Organization", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    target_type = models.CharField(max_length=50)
-    target_id = models.CharField(max_length=64, blank=True)
-    target_repr = models.CharField(max_length=200, blank=True)
-    action = models.CharField(max_length=50)
-    changes = models.JSONField(default=dict, blank=True)
-    ip = models.GenericIPAddressField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-
-    objects = AuditEventQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-created_at"]
-        indexes = [
-            models.Index(fields=["organization", "created_at"], name="governance_audit_org_created"),
-            models.Index(fields=["target_type", "target_id"], name="governance_audit_target"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.action} {self.target_type} {self.target_repr}"
-
-    def save(self, *args, **kwargs):
-        if not self._state.adding:
-            raise ValueError("Audit events are append-only.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise ValueError("Audit events are append-only.")
 
 
 class ApprovalType(models.TextChoices):
@@ -174,7 +122,15 @@ class ApprovalStatus(models.TextChoices):
 
 
 class ApprovalRequestQuerySet(OwnRowsQuerySet):
-    pass
+    def in_status(self, status: str) -> ApprovalRequestQuerySet:
+        """Requests whose status, as of now, is `status` (a pending one past its expiry is expired, written
+        down or not: reads never write)."""
+        now = timezone.now()
+        if status == ApprovalStatus.PENDING:
+            return self.filter(status=status, expires_at__gt=now)
+        if status == ApprovalStatus.EXPIRED:
+            return self.filter(Q(status=status) | Q(status=ApprovalStatus.PENDING, expires_at__lte=now))
+        return self.filter(status=status)
 
 
 class ApprovalRequest(models.Model):
@@ -209,6 +165,17 @@ class ApprovalRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tool_name} ({self.status})"
+
+    @property
+    def current_status(self) -> str:
+        """The status as of now (see ApprovalRequestQuerySet.in_status)."""
+        if self.status == ApprovalStatus.PENDING and self.expires_at <= timezone.now():
+            return ApprovalStatus.EXPIRED
+        return self.status
+
+    @property
+    def current_status_display(self) -> str:
+        return ApprovalStatus(self.current_status).label
 
 
 class RequestLogQuerySet(models.QuerySet):

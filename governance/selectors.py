@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
@@ -44,6 +45,20 @@ class ToolView:
     @property
     def name(self) -> str:
         return self.tool.name
+
+
+def callable_server(user, ref: str) -> McpServer | None:
+    """A visible live server by id or (case-insensitive, unambiguous) name: what a call may name."""
+    try:
+        pk = uuid.UUID(str(ref))
+    except ValueError:
+        pk = None
+    if pk is not None:
+        server = McpServer.objects.live().select_related("organization").filter(pk=pk).first()
+        return server if server is not None and server.is_visible_to(user) else None
+    qs = McpServer.objects.visible_to(user).live().select_related("organization")
+    matches = list(qs.filter(name__iexact=str(ref))[:2])
+    return matches[0] if len(matches) == 1 else None
 
 
 def usable_servers(user, *, server_ids=None) -> list[McpServer]:

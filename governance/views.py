@@ -7,25 +7,26 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
+from django.db.models import Sum
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 
-from accounts.models import Organization
+from accounts.models import ApiKey, AuditEvent, Invitation, Membership, Organization
 from accounts.ratelimit import client_ip
-from governance import approval_arguments, calls, services
+from governance import approval_arguments, services
 from governance.api.views import _annotations_for
 from governance.models import (
     ApprovalRequest,
     ApprovalStatus,
-    AuditEvent,
     RequestLog,
     UsageDaily,
     histogram_median,
 )
 from mcpsettings.models import McpServer, McpTool
+from mcpsettings.selectors import servers_for
 
 DECISIONS = [
     ("once", "Allow once", None),
@@ -49,11 +50,9 @@ def _show_arguments(items: list[ApprovalRequest], *, reveal: bool = False) -> No
 @login_required
 @require_safe
 def approvals(request: HttpRequest) -> HttpResponse:
-    calls.expire_stale_requests(request.user)
-    services.approval_requests_forget_arguments(user=request.user)
     qs = ApprovalRequest.objects.visible_to(request.user).select_related("server", "decided_by")
-    pending = list(qs.filter(status=ApprovalStatus.PENDING).order_by("created_at"))
-    history = list(qs.exclude(status=ApprovalStatus.PENDING).defer("arguments_full")[:100])
+    pending = list(qs.in_status(ApprovalStatus.PENDING).order_by("created_at"))
+    history = list(qs.exclude(pk__in=[p.pk for p in pending]).defer("arguments_full")[:100])
     annotations = _annotations_for(pending + history)
     for item in pending + history:
         item.annotations = annotations.get((item.server_id, item.tool_name), {})
@@ -68,8 +67,6 @@ def approvals(request: HttpRequest) -> HttpResponse:
 @require_safe
 def approval_detail(request: HttpRequest, pk) -> HttpResponse:
     """One request; `?reveal=1` shows the values under secret-looking keys, to its owner only."""
-    calls.expire_stale_requests(request.user)
-    services.approval_requests_forget_arguments(user=request.user, pk=pk)
     item = ApprovalRequest.objects.visible_to(request.user).select_related("server", "decided_by").filter(pk=pk).first()
     if item is None:
         raise Http404("No such request.")
@@ -273,3 +270,31 @@ def audit(request: HttpRequest) -> HttpResponse:
     qs = AuditEvent.objects.visible_to(request.user).select_related("actor", "organization")
     page = Paginator(qs, 50).get_page(request.GET.get("page"))
     return render(request, "governance/audit.html", {"page": page})
+
+
+@login_required
+@require_safe
+def dashboard(request: HttpRequest) -> HttpResponse:
+    """The dashboard: servers and their state, what waits for approval, today's calls."""
+    memberships = Membership.objects.filter(user=request.user).select_related("organization")
+    keys = ApiKey.objects.visible_to(request.user).live().count()
+    pending = list(
+        ApprovalRequest.objects.visible_to(request.user)
+        .filter(status=ApprovalStatus.PENDING, expires_at__gt=timezone.now())
+        .select_related("server")
+        .order_by("created_at")[:5]
+    )
+    today = UsageDaily.objects.filter(user=request.user, date=timezone.localdate()).aggregate(
+        calls=Sum("request_count"), failed=Sum("failed")
+    )
+    invitations = Invitation.objects.addressed_to(request.user).open().select_related("organization", "invited_by")
+    context = {
+        "memberships": memberships,
+        "invitations": invitations,
+        "live_keys": keys,
+        "servers": servers_for(request.user),
+        "pending": pending,
+        "today_calls": today["calls"] or 0,
+        "today_failed": today["failed"] or 0,
+    }
+    return render(request, "governance/dashboard.html", context)

@@ -1,8 +1,10 @@
 """Tool discovery: ask a server for its tools, cache them, and notice what changed.
 
-A changed tool (its description, schemas or annotations) loses every "always" approval — an agent
-must not keep calling, unasked, a tool whose promise changed under it (rug-pull defence). A failed
-discovery marks the server `error` with a sentence and keeps the last good manifest.
+A changed tool (its description, schemas or annotations) is flagged for review and `tools_changed` is
+sent, so governance voids what was granted for the old definition — an agent must not keep calling,
+unasked, a tool whose promise changed under it (rug-pull defence). What the upstream says is screened
+and cut of secrets before it is stored. A failed discovery marks the server `error` with a sentence and
+keeps the last good manifest.
 """
 
 from __future__ import annotations
@@ -11,24 +13,23 @@ import hashlib
 import json
 import logging
 import re
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
+from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from accounts import jsonsafe
 from accounts.jsonsafe import clean_text
-from governance.redaction import cut_secrets, redact_text
-from governance.services import audit_record
-from mcpsettings.mcp_client import STATELESS_VERSION, McpClient, McpError
-from mcpsettings.models import AuthType, Credential, McpServer, McpTool, OAuthClient, ServerStatus
+from accounts.redaction import cut_secrets, redact_text
+from accounts.services import audit_record
+from mcpsettings.mcp_client import McpClient, McpError
+from mcpsettings.models import AuthType, McpServer, McpTool, ServerStatus
+from mcpsettings.signals import tools_changed
+from mcpsettings.upstream import credential_for, server_secrets, with_client
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 @dataclass
@@ -41,7 +42,6 @@ class DiscoveryResult:
     changed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     error: McpError | None = None
-
     detail: str = ""
 
 
@@ -55,149 +55,6 @@ def tool_digest(tool: dict[str, Any]) -> str:
         "annotations": tool.get("annotations") or {},
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def choose_credential(server: McpServer, user, credentials: list[Credential]) -> Credential | None:
-    """The one rule for which credential a user's call uses, over the server's credentials in hand.
-
-    OAuth servers: only the user's own token (a shared row left from another auth type is never used);
-    bearer/header servers: only the shared token; servers without auth: none.
-    """
-    if server.auth_type == AuthType.OAUTH:
-        user_id = getattr(user, "pk", None)
-        return next((c for c in credentials if user_id is not None and c.user_id == user_id), None)
-    if server.auth_type in (AuthType.BEARER, AuthType.HEADER):
-        return next((c for c in credentials if c.user_id is None), None)
-    return None
-
-
-def credential_for(server: McpServer, user=None) -> Credential | None:
-    """The credential a user's call to this server uses (see choose_credential)."""
-    who = Q(user__isnull=True)
-    if user is not None and getattr(user, "pk", None):
-        who |= Q(user=user)
-    return choose_credential(server, user, list(Credential.objects.filter(server=server).filter(who)))
-
-
-def server_secrets(server: McpServer, credentials: list[Credential] | None = None) -> list[str]:
-    """Every secret Gatehouse holds for this server (all users' tokens, the shared token, OAuth client
-    secrets): none of them may appear in anything stored or shown."""
-    if credentials is None:
-        credentials = list(Credential.objects.filter(server=server))
-    values = [v for c in credentials for v in (c.access_token, c.refresh_token, c.header_value) if v]
-    if server.auth_type == AuthType.OAUTH:
-        values += [s for s in OAuthClient.objects.filter(server=server).values_list("client_secret", flat=True) if s]
-    return values
-
-
-def auth_headers(server: McpServer, credential: Credential | None) -> dict[str, str]:
-    """The headers that carry the secret — only ever sent to this server."""
-    if credential is None:
-        return {}
-    if server.auth_type in (AuthType.BEARER, AuthType.OAUTH) and credential.access_token:
-        return {"Authorization": f"Bearer {credential.access_token}"}
-    if server.auth_type == AuthType.HEADER and credential.header_value and server.header_name:
-        return {server.header_name: credential.header_value}
-    return {}
-
-
-class _ClientPool:
-    """Long-lived clients per (server, credential) in this process, for tool calls on the hot path.
-
-    They keep their HTTP connections (keep-alive) and, for handshake protocol versions, their MCP
-    session, so a call costs one upstream round trip instead of three. Connections are still opened
-    through the SSRF-pinned adapter. Bounded; the oldest client is closed when it is full.
-    """
-
-    def __init__(self, size: int = 256) -> None:
-        self.size = size
-        self.clients: dict[tuple, McpClient] = {}
-        self.lock = threading.Lock()
-
-    def get(self, server: McpServer, headers: dict[str, str]) -> McpClient:
-        secret = hashlib.sha256(json.dumps(headers, sort_keys=True).encode()).hexdigest()
-        key = (server.pk, server.endpoint_url, secret)
-        with self.lock:
-            client = self.clients.pop(key, None)
-            if client is None:
-                client = McpClient(server.endpoint_url, headers=headers)
-                if server.protocol_version == STATELESS_VERSION:
-                    client.assume_stateless()
-            self.clients[key] = client  # most recently used last
-            evicted = []
-            while len(self.clients) > self.size:
-                evicted.append(self.clients.pop(next(iter(self.clients))))
-        for old in evicted:
-            old.close()
-        return client
-
-    def drop(self, client: McpClient) -> None:
-        with self.lock:
-            for key, value in list(self.clients.items()):
-                if value is client:
-                    del self.clients[key]
-        client.close()
-
-
-POOL = _ClientPool()
-
-
-_LOOK_IT_UP = object()
-
-
-def with_client(
-    server: McpServer,
-    user,
-    work: Callable[[McpClient], T],
-    *,
-    pooled: bool = False,
-    credential=_LOOK_IT_UP,
-    **client_kwargs,
-) -> T:
-    """Run `work` with a client holding the user's credential for this server.
-
-    OAuth tokens are refreshed first when they expire within a minute, and once more on a 401
-    (the provider may have revoked the access token early). OAuth failures become McpError.
-    `pooled`: reuse a long-lived client (tool calls); discovery always talks afresh.
-    """
-    from mcpsettings import oauth
-
-    def run(cred):
-        headers = auth_headers(server, cred)
-        if not pooled:
-            with McpClient(server.endpoint_url, headers=headers, **client_kwargs) as client:
-                return work(client)
-        client = POOL.get(server, headers)
-        try:
-            return work(client)
-        except McpError as exc:
-            if exc.kind in ("unreachable", "timeout", "protocol", "not_mcp", "http"):
-                POOL.drop(client)  # start clean next time
-            raise
-
-    try:
-        # The caller may pass the credential it already read (None: the server has none).
-        cred = credential_for(server, user) if credential is _LOOK_IT_UP else credential
-        if server.auth_type == AuthType.OAUTH and cred is None:
-            raise McpError("reconnect_needed", "Connect your account to this server first (it uses OAuth).")
-        if server.auth_type in (AuthType.BEARER, AuthType.HEADER) and (cred is None or not cred.is_set):
-            raise McpError("auth_required", "This server has no token set; enter it in the server's settings.")
-        if server.auth_type == AuthType.OAUTH:
-            cred = oauth.fresh(cred)
-        try:
-            return run(cred)
-        except McpError as exc:
-            if cred is not None and cred.user_id is not None and server.auth_type == AuthType.OAUTH:
-                if exc.kind == "auth_required" and cred.refresh_token:
-                    cred = oauth.refresh(cred, force=True)
-                    return run(cred)
-                if exc.kind == "forbidden" and "insufficient_scope" in (exc.www_authenticate or ""):
-                    oauth.mark_insufficient_scope(cred, exc.www_authenticate or "")
-            raise
-    except oauth.ReconnectNeeded as exc:
-        raise McpError("reconnect_needed", str(exc)) from None
-    except oauth.OAuthError as exc:
-        raise McpError("auth_required", str(exc)) from None
 
 
 def discover(server: McpServer, *, actor=None, ip: str | None = None) -> DiscoveryResult:
@@ -286,41 +143,35 @@ def _clean_tool(tool: dict[str, Any]) -> dict[str, Any]:
     return {k: tool[k] for k in keep if k in tool}
 
 
-@transaction.atomic
-def _record_success(
-    server: McpServer, description, tools: list[dict], *, set_aside: list[str], actor, ip
-) -> DiscoveryResult:
-    from governance.models import ApprovalRequest, ApprovalStatus, ApprovalType, ToolApproval
+TOOL_FIELDS = ("title", "description", "input_schema", "output_schema", "annotations")
 
-    # Concurrent discoveries of one server serialize here; the last to write wins with a full, consistent set.
-    locked = McpServer.objects.select_for_update().get(pk=server.pk)
-    now = timezone.now()
-    manifest = tools
+
+def _tool_fields(tool: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "title": str(tool.get("title") or "")[:300],
+        "description": str(tool.get("description") or ""),
+        "input_schema": tool.get("inputSchema") if isinstance(tool.get("inputSchema"), dict) else {},
+        "output_schema": tool.get("outputSchema") if isinstance(tool.get("outputSchema"), dict) else None,
+        "annotations": tool.get("annotations") if isinstance(tool.get("annotations"), dict) else {},
+    }
+
+
+def _store_tools(server: McpServer, manifest: list[dict], now) -> tuple[list[str], list[str], list[str]]:
+    """McpTool rows follow the manifest; returns the names (added, changed, removed)."""
     by_name = {t["name"]: t for t in manifest}
-    existing = {t.name: t for t in McpTool.objects.filter(server=locked)}
-    added, changed, removed = [], [], []
-    to_create, to_update = [], []
+    existing = {t.name: t for t in McpTool.objects.filter(server=server)}
+    added, changed, removed, to_create, to_update = [], [], [], [], []
     for name, tool in by_name.items():
-        digest = tool_digest(tool)
-        fields = {
-            "title": str(tool.get("title") or "")[:300],
-            "description": str(tool.get("description") or ""),
-            "input_schema": tool.get("inputSchema") if isinstance(tool.get("inputSchema"), dict) else {},
-            "output_schema": tool.get("outputSchema") if isinstance(tool.get("outputSchema"), dict) else None,
-            "annotations": tool.get("annotations") if isinstance(tool.get("annotations"), dict) else {},
-        }
-        row = existing.get(name)
+        digest, fields, row = tool_digest(tool), _tool_fields(tool), existing.get(name)
         if row is None:
-            to_create.append(McpTool(server=locked, name=name[:200], digest=digest, last_seen=now, **fields))
+            to_create.append(McpTool(server=server, name=name, digest=digest, last_seen=now, **fields))
             added.append(name)
             continue
         if row.removed_at is not None:
             row.removed_at = None
             added.append(name)
         if row.digest != digest:
-            row.previous_digest, row.digest = row.digest, digest
-            row.changed_at = now
-            row.needs_review = True
+            row.previous_digest, row.digest, row.changed_at, row.needs_review = row.digest, digest, now, True
             changed.append(name)
         for key, value in fields.items():
             setattr(row, key, value)
@@ -333,33 +184,25 @@ def _record_success(
             removed.append(name)
     McpTool.objects.bulk_create(to_create)
     if to_update:
-        McpTool.objects.bulk_update(
-            to_update,
-            [
-                "title",
-                "description",
-                "input_schema",
-                "output_schema",
-                "annotations",
-                "digest",
-                "previous_digest",
-                "changed_at",
-                "needs_review",
-                "removed_at",
-                "last_seen",
-            ],
-        )
-    reset = 0
-    if changed:
-        # Grants were given for the old definition: "always" and unused "once" go, open requests expire.
-        reset, _ = ToolApproval.objects.filter(
-            Q(approval_type=ApprovalType.ALWAYS) | Q(approval_type=ApprovalType.ONCE, consumed_at__isnull=True),
-            server=locked,
-            tool_name__in=changed,
-        ).delete()
-        ApprovalRequest.objects.filter(
-            server=locked, tool_name__in=changed, status__in=(ApprovalStatus.PENDING, ApprovalStatus.APPROVED)
-        ).update(status=ApprovalStatus.EXPIRED, arguments_full="")
+        tracking = ("digest", "previous_digest", "changed_at", "needs_review", "removed_at", "last_seen")
+        McpTool.objects.bulk_update(to_update, [*TOOL_FIELDS, *tracking])
+    return added, changed, removed
+
+
+DESCRIPTION_FIELDS = ("protocol_version", "server_info", "capabilities", "instructions")
+
+
+@transaction.atomic
+def _record_success(
+    server: McpServer, description, tools: list[dict], *, set_aside: list[str], actor, ip
+) -> DiscoveryResult:
+    # Concurrent discoveries of one server serialize here; the last to write wins with a full, consistent set.
+    locked = McpServer.objects.select_for_update().get(pk=server.pk)
+    now = timezone.now()
+    added, changed, removed = _store_tools(locked, tools, now)
+    voided = 0
+    if changed:  # governance voids grants made for the old definitions, in this transaction
+        voided = sum(r for _, r in tools_changed.send(sender=McpServer, server=locked, changed=changed) if r)
     detail_before = locked.status_detail
     locked.status = ServerStatus.ACTIVE
     locked.status_detail = (
@@ -368,43 +211,27 @@ def _record_success(
         else ""
     )
     locked.protocol_version = description.protocol_version
-    locked.server_info = description.server_info
-    locked.capabilities = description.capabilities
+    locked.server_info, locked.capabilities = description.server_info, description.capabilities
     locked.instructions = description.instructions[:20000]
-    locked.tools_manifest = manifest
-    locked.manifest_fetched_at = now
+    locked.tools_manifest, locked.manifest_fetched_at = tools, now
     locked.save()
-    for attr in (
-        "status",
-        "status_detail",
-        "protocol_version",
-        "server_info",
-        "capabilities",
-        "instructions",
-        "tools_manifest",
-        "manifest_fetched_at",
-    ):
+    for attr in ("status", "status_detail", *DESCRIPTION_FIELDS, "tools_manifest", "manifest_fetched_at"):
         setattr(server, attr, getattr(locked, attr))
     if added or changed or removed or (set_aside and locked.status_detail != detail_before):
+        changes = {"added": added, "changed": changed, "removed": removed, "approvals_reset": voided}
         audit_record(
             actor=actor,
             action="mcp_server.tools_changed",
             target=locked,
             organization=locked.organization,
-            changes={
-                "added": [None, added],
-                "changed": [None, changed],
-                "removed": [None, removed],
-                "approvals_reset": [None, reset],
-                "set_aside": [None, set_aside],
-            },
+            changes={**{k: [None, v] for k, v in changes.items()}, "set_aside": [None, set_aside]},
             ip=ip,
         )
     return DiscoveryResult(
         ok=True,
         status=locked.status,
         protocol_version=locked.protocol_version,
-        tools_count=len(manifest),
+        tools_count=len(tools),
         added=added,
         changed=changed,
         removed=removed,
@@ -413,8 +240,6 @@ def _record_success(
 
 def discover_after_save(server: McpServer, *, actor=None, ip: str | None = None) -> DiscoveryResult | None:
     """Discovery right after a create or a connection change (when enabled and the server can be reached)."""
-    from django.conf import settings
-
     if not settings.MCP_DISCOVER_ON_SAVE or server.status != ServerStatus.PENDING_SETUP or not server.is_active:
         return None
     if server.auth_type == AuthType.OAUTH and credential_for(server, actor) is None:

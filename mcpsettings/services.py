@@ -14,9 +14,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from accounts.errors import Conflict, NotVisible
 from accounts.models import ADMIN_ROLES, Membership, Organization, User
-from config.errors import Conflict, NotVisible
-from governance.services import SECRET_MARK, audit_record, diff
+from accounts.services import SECRET_MARK, audit_record, diff
 from mcpsettings import ssrf
 from mcpsettings.models import (
     AuthType,

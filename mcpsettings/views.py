@@ -7,13 +7,15 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
+from accounts.errors import Conflict, NotVisible
 from accounts.models import Organization
 from accounts.ratelimit import client_ip
 from accounts.views import apply_errors
-from config.errors import Conflict, NotVisible
-from mcpsettings import discovery, endpoint, oauth, selectors, services
+from accounts.web import public_url
+from mcpsettings import discovery, hooks, oauth, selectors, services
 from mcpsettings.forms import (
     GLOBAL,
     OAUTH_FIELDS,
@@ -116,9 +118,7 @@ def server_detail(request: HttpRequest, pk) -> HttpResponse:
         (org, OrgContextForm(initial={"org": org.slug, "context": existing.get(org.pk, "")}, prefix=f"ctx-{org.slug}"))
         for org in context_orgs
     ]
-    from governance.selectors import tool_views
-
-    views = tool_views(request.user, [server])
+    views = hooks.tool_rows(request.user, server)
     removed = McpTool.objects.filter(server=server, removed_at__isnull=False).order_by("name")
     return render(
         request,
@@ -338,7 +338,7 @@ def gateway_detail(request: HttpRequest, pk) -> HttpResponse:
         return redirect("mcpsettings:gateway_detail", pk=gateway.pk)
     sources = list(gateway.sources.all())
     available = [s for s in selectors.servers_for(request.user) if s.pk not in {x.pk for x in sources}]
-    url = endpoint.endpoint_url(request, gateway)
+    url = gateway_endpoint_url(request, gateway)
     config = {"type": "http", "url": url, "headers": {"Authorization": "Bearer <your Gatehouse API key>"}}
     snippet = json.dumps({"mcpServers": {f"gatehouse-{gateway.slug}": config}}, indent=2)
     context = {
@@ -347,7 +347,7 @@ def gateway_detail(request: HttpRequest, pk) -> HttpResponse:
         "available": available,
         "endpoint_url": url,
         "snippet": snippet,
-        "all_tools_url": endpoint.endpoint_url(request),
+        "all_tools_url": gateway_endpoint_url(request),
     }
     return render(request, "mcpsettings/gateway_detail.html", context)
 
@@ -377,3 +377,10 @@ def gateway_restore(request: HttpRequest, pk) -> HttpResponse:
         return redirect("mcpsettings:gateway_list")
     messages.success(request, f"Gateway “{gateway.name}” restored.")
     return redirect("mcpsettings:gateway_detail", pk=gateway.pk)
+
+
+def gateway_endpoint_url(request: HttpRequest, gateway: Gateway | None = None) -> str:
+    """A gateway's advertised endpoint (a pool URL, or this site's /mcp/<slug>); no gateway: /mcp itself."""
+    if gateway is not None and not gateway.endpoint.startswith("/"):
+        return gateway.endpoint
+    return public_url(request, reverse("mcp_gateway", args=[gateway.slug]) if gateway else reverse("mcp"))

@@ -6,7 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from governance import approval_arguments
-from governance.models import ApprovalRequest, RequestLog, UsageDaily
+from governance.models import ApprovalRequest, ApprovalStatus, RequestLog, UsageDaily
 
 
 class AgentToolSerializer(serializers.Serializer):
@@ -70,6 +70,7 @@ class ServerToolSerializer(serializers.Serializer):
 
 
 class ApprovalSerializer(serializers.ModelSerializer):
+    status = serializers.ChoiceField(choices=ApprovalStatus.choices, source="current_status", read_only=True)
     server = serializers.CharField(source="server.name")
     server_id = serializers.UUIDField()
     tool = serializers.CharField(source="tool_name")

@@ -1,10 +1,11 @@
 from django.urls import path
 
+from governance.agents import rest
 from governance.api import views
 
 urlpatterns = [
-    path("tools", views.AgentToolsView.as_view(), name="tools"),
-    path("tools/call", views.ToolCallView.as_view(), name="tools-call"),
+    path("tools", rest.AgentToolsView.as_view(), name="tools"),
+    path("tools/call", rest.ToolCallView.as_view(), name="tools-call"),
     path("settings/mcps/<uuid:pk>/tools", views.ServerToolsView.as_view(), name="mcp-tools"),
     path("settings/mcps/<uuid:pk>/tools/<path:tool>", views.ServerToolDetailView.as_view(), name="mcp-tool-detail"),
     path("approvals", views.ApprovalListView.as_view(), name="approvals"),

@@ -4,19 +4,18 @@ import uuid
 from datetime import timedelta
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.authentication import key_from_header
+from accounts.errors import NotVisible
 from accounts.models import ApiKey
 from accounts.ratelimit import client_ip
-from config.errors import NotVisible
-from governance import approval_arguments, calls, selectors, services
+from accounts.web import query_flag
+from governance import approval_arguments, selectors, services
 from governance.api.serializers import (
-    AgentToolListSerializer,
     ApprovalDetailSerializer,
     ApprovalListSerializer,
     ApprovalSerializer,
@@ -24,86 +23,20 @@ from governance.api.serializers import (
     LogPageSerializer,
     RequestLogSerializer,
     ServerToolSerializer,
-    ToolCallSerializer,
     ToolSettingsSerializer,
     UsageListSerializer,
     UsageSerializer,
 )
 from governance.models import ApprovalRequest, ApprovalStatus, RequestLog, UsageDaily
-from mcpsettings.api.views import _server, query_flag
-from mcpsettings.models import McpTool
+from mcpsettings.models import McpServer, McpTool
+from mcpsettings.selectors import server_for
 
 
-def agent_tool(view: selectors.ToolView, slug: str) -> dict:
-    tool = view.tool
-    return {
-        "server": view.server.name,
-        "server_id": view.server.pk,
-        "name": tool.name,
-        "qualified_name": selectors.qualified_name(slug, tool.name),
-        "title": tool.title,
-        "description": tool.description,
-        "input_schema": tool.input_schema,
-        "annotations": tool.annotations,
-        "approval": view.approval,
-        "approval_expires_at": view.approval_expires_at,
-    }
-
-
-class AgentToolsView(APIView):
-    @extend_schema(responses=AgentToolListSerializer, operation_id="tools_list")
-    def get(self, request):
-        servers = selectors.usable_servers(request.user)
-        slugs = selectors.server_slugs(servers, request.user)
-        tools = [agent_tool(v, slugs[v.server.pk]) for v in selectors.tool_views(request.user, servers) if v.enabled]
-        return Response({"tools": tools, "count": len(tools)})
-
-
-def _call_target(user, server_ref: str, tool: str) -> tuple[str | None, str]:
-    """`tool` may be a plain name (with `server`) or the `qualified_name` GET /api/v1/tools lists. With
-    `server` given, a tool of that exact name wins; a qualified name is used only when it names that server."""
-    found = selectors.resolve_qualified(user, tool) if selectors.SEPARATOR in tool else None
-    if not server_ref:
-        return (str(found[0].pk), found[1]) if found else (None, tool)
-    if found is not None and server_ref in (str(found[0].pk), found[0].name):
-        if not McpTool.objects.filter(server=found[0], name=tool).exists():
-            return server_ref, found[1]
-    return server_ref, tool
-
-
-class ToolCallView(APIView):
-    required_scopes = {"POST": "call"}
-
-    @extend_schema(
-        request=ToolCallSerializer,
-        responses={200: OpenApiResponse(description="result"), 202: OpenApiResponse(description="pending approval")},
-        operation_id="tools_call",
-    )
-    def post(self, request):
-        ser = ToolCallSerializer(data=request.data)
-        ser.is_valid(raise_exception=True)
-        data = ser.validated_data
-        server_ref, tool = _call_target(request.user, data.get("server") or "", data["tool"])
-        if server_ref is None:
-            return Response(
-                {"tool": ["Give `server`, or a qualified tool name (`qualified_name` from GET /api/v1/tools)."]},
-                status=status.HTTP_400_BAD_REQUEST,
-            )
-        outcome = calls.governed_call(
-            user=request.user,
-            server_ref=server_ref,
-            tool=tool,
-            arguments=data.get("arguments") or {},
-            api_key=request.auth if hasattr(request.auth, "digest") else None,
-            raw_key=key_from_header(request),
-            approval_id=data.get("approval_id") or None,
-            ip=client_ip(request),
-            user_agent=request.META.get("HTTP_USER_AGENT", ""),
-        )
-        body = outcome.body
-        if body.get("approve_url", "").startswith("/"):
-            body = {**body, "approve_url": request.build_absolute_uri(body["approve_url"])}
-        return Response(body, status=outcome.http_status)
+def _server(request, pk) -> McpServer:
+    try:
+        return server_for(request.user, pk)
+    except McpServer.DoesNotExist:
+        raise NotVisible from None
 
 
 def server_tool(view: selectors.ToolView) -> dict:
@@ -179,14 +112,12 @@ STATUS_PARAM = OpenApiParameter("status", str, enum=[s.value for s in ApprovalSt
 class ApprovalListView(APIView):
     @extend_schema(parameters=[STATUS_PARAM], responses=ApprovalListSerializer, operation_id="approvals_list")
     def get(self, request):
-        calls.expire_stale_requests(request.user)
-        services.approval_requests_forget_arguments(user=request.user)
         qs = ApprovalRequest.objects.visible_to(request.user).select_related("server").defer("arguments_full")
         wanted = request.query_params.get("status")
         if wanted:
             if wanted not in ApprovalStatus.values:
                 return Response({"status": [f"Choose one of: {', '.join(ApprovalStatus.values)}."]}, status=400)
-            qs = qs.filter(status=wanted)
+            qs = qs.in_status(wanted)
         items = list(qs[:500])
         data = ApprovalSerializer(items, many=True, context={"annotations": _annotations_for(items)}).data
         return Response({"approvals": data, "count": len(data)})
@@ -207,8 +138,6 @@ REVEAL_PARAM = OpenApiParameter(
 class ApprovalDetailView(APIView):
     @extend_schema(parameters=[REVEAL_PARAM], responses=ApprovalDetailSerializer, operation_id="approvals_retrieve")
     def get(self, request, pk):
-        calls.expire_stale_requests(request.user)
-        services.approval_requests_forget_arguments(user=request.user, pk=pk)
         item = _approval(request, pk)
         context = {"annotations": _annotations_for([item])}
         if query_flag(request, "reveal"):

@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 
 from accounts.models import Organization
 from accounts.ratelimit import client_ip
+from accounts.web import query_flag
 from mcpsettings import discovery, selectors, services
 from mcpsettings.api.serializers import (
     OAUTH_WRITE_FIELDS,
@@ -53,11 +54,6 @@ def _server(request, pk, *, include_deleted: bool = False) -> McpServer:
 def _server_response(request, server: McpServer, code: int = 200) -> Response:
     server = selectors.decorate([server], request.user)[0]
     return Response(McpServerSerializer(server).data, status=code)
-
-
-def query_flag(request, name: str) -> bool:
-    """`?deleted=true`, `?hard=1`…: a boolean query parameter, false when absent."""
-    return request.query_params.get(name, "").lower() in ("1", "true", "yes")
 
 
 DELETED_PARAM = OpenApiParameter("deleted", bool, description="true: list the trash instead")

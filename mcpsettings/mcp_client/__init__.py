@@ -1,13 +1,8 @@
 """Gatehouse's MCP protocol client (Streamable HTTP, on requests)."""
 
-from mcpsettings.mcp_client.client import (
-    HANDSHAKE_VERSIONS,
-    STATELESS_VERSION,
-    SUPPORTED_VERSIONS,
-    McpClient,
-    ServerDescription,
-)
+from mcpsettings.mcp_client.client import McpClient, ServerDescription
 from mcpsettings.mcp_client.errors import McpError
+from mcpsettings.mcp_client.protocol import HANDSHAKE_VERSIONS, STATELESS_VERSION, SUPPORTED_VERSIONS
 
 __all__ = [
     "HANDSHAKE_VERSIONS",

@@ -21,14 +21,16 @@ from django.conf import settings
 from mcpsettings import safehttp, ssrf
 from mcpsettings.mcp_client import wire
 from mcpsettings.mcp_client.errors import McpError, ToolLimitExceeded
+from mcpsettings.mcp_client.protocol import (
+    HANDSHAKE_VERSIONS,
+    META_CAPABILITIES,
+    META_CLIENT_INFO,
+    META_SERVER_INFO,
+    META_VERSION,
+    STATELESS_VERSION,
+    SUPPORTED_VERSIONS,
+)
 
-STATELESS_VERSION = "2026-07-28"
-HANDSHAKE_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26")
-SUPPORTED_VERSIONS = (STATELESS_VERSION, *HANDSHAKE_VERSIONS)
-META_VERSION = "io.modelcontextprotocol/protocolVersion"
-META_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
-META_CLIENT_INFO = "io.modelcontextprotocol/clientInfo"
-META_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
 CLIENT_INFO = {"name": "gatehouse", "title": "Gatehouse MCP gateway", "version": "1.0"}
 CLIENT_CAPABILITIES: dict[str, Any] = {}
 MAX_REDIRECTS = 3
@@ -62,8 +64,8 @@ class McpClient:
         self.timeout = float(timeout if timeout is not None else settings.MCP_HTTP_TIMEOUT)
         self.max_bytes = int(max_bytes if max_bytes is not None else settings.MCP_MAX_RESPONSE_BYTES)
         self.versions = tuple(v for v in versions if v in SUPPORTED_VERSIONS) or SUPPORTED_VERSIONS
-        self.max_tools = max_tools or getattr(settings, "MCP_MAX_TOOLS", 1000)
-        self.max_pages = max_pages or getattr(settings, "MCP_MAX_TOOL_PAGES", 100)
+        self.max_tools = max_tools or settings.MCP_MAX_TOOLS
+        self.max_pages = max_pages or settings.MCP_MAX_TOOL_PAGES
         self.http = http or safehttp.session()
         self._own_http = http is None
         self._ids = itertools.count(1)

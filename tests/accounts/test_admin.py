@@ -2,8 +2,7 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
-from accounts.models import ApiKey, Invitation, Membership, Organization, Role, User
-from governance.models import AuditEvent
+from accounts.models import ApiKey, AuditEvent, Invitation, Membership, Organization, Role, User
 from mcpsettings.models import Credential, Gateway, McpServer, OrgServerContext
 from tests.factories import MembershipFactory, OrganizationFactory, make_api_key, make_server
 
@@ -271,8 +270,8 @@ def test_audit_events_are_read_only_in_admin(client, world):
     root = User.objects.create_superuser("root@example.com", "root-pass-long-1")
     client.force_login(root)
     event = AuditEvent.objects.first()
-    assert client.get(reverse("admin:governance_auditevent_add")).status_code == 403
-    res = client.post(reverse("admin:governance_auditevent_delete", args=[event.pk]), {"post": "yes"})
+    assert client.get(reverse("admin:accounts_auditevent_add")).status_code == 403
+    res = client.post(reverse("admin:accounts_auditevent_delete", args=[event.pk]), {"post": "yes"})
     assert res.status_code == 403
     assert AuditEvent.objects.filter(pk=event.pk).exists()
 

@@ -4,8 +4,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from accounts.models import ApiKey, User, api_key_digest
-from governance.models import AuditEvent
+from accounts.models import ApiKey, AuditEvent, User, api_key_digest
 from tests.conftest import key_client
 from tests.factories import GuestFactory, make_api_key
 

@@ -12,8 +12,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts import services
-from accounts.models import Invitation, Membership, Role, User
-from governance.models import AuditEvent
+from accounts.models import AuditEvent, Invitation, Membership, Role, User
 from tests.factories import GuestFactory, MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

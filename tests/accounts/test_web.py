@@ -3,8 +3,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from accounts.models import ApiKey, Invitation, Membership, Role, User
-from governance.models import AuditEvent
+from accounts.models import ApiKey, AuditEvent, Invitation, Membership, Role, User
 from tests.factories import PASSWORD, make_api_key
 
 pytestmark = pytest.mark.django_db

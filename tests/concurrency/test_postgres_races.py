@@ -1,14 +1,18 @@
 """Races that only a real database with real concurrent connections can show (PostgreSQL)."""
 
 import threading
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from django.db import connection, connections
+from django.db import DatabaseError, connection, connections, transaction
+from django.test import Client
 
-from config.errors import Conflict
+from accounts.errors import Conflict
 from mcpsettings import services
-from mcpsettings.models import Gateway, McpServer
+from mcpsettings.models import Credential, Gateway, McpServer, OAuthClient
 from tests.factories import UserFactory
+from tests.mcpsettings.test_oauth import connect
+from tests.peers.oauth_peer import OAuthPeer
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -83,9 +87,6 @@ def test_twenty_callers_with_an_expired_token_refresh_exactly_once(settings, cli
     from django.utils import timezone
 
     from mcpsettings import discovery
-    from mcpsettings.models import Credential
-    from tests.mcpsettings.test_oauth import connect
-    from tests.peers.oauth_peer import OAuthPeer
 
     settings.MCP_ALLOW_PRIVATE_NETWORKS = True
     user = UserFactory()
@@ -100,6 +101,54 @@ def test_twenty_callers_with_an_expired_token_refresh_exactly_once(settings, cli
         refreshes = [r for r in peer.provider.token_requests if r.get("grant_type") == "refresh_token"]
     assert results == [5] * 20, results
     assert len(refreshes) == 1 and peer.provider.refresh_count == 1
+
+
+def test_two_first_connects_at_once_end_with_one_stored_client(settings):
+    """Both register at the provider (outside any lock); the first to store wins, the other uses its client."""
+    settings.MCP_ALLOW_PRIVATE_NETWORKS = True
+    user = UserFactory()
+
+    def click_connect(i: int) -> tuple[int, str]:
+        browser = Client()
+        browser.force_login(user)
+        res = browser.post(f"/settings/mcps/{server.pk}/connect/")
+        return res.status_code, parse_qs(urlsplit(res["Location"]).query)["client_id"][0]
+
+    with OAuthPeer(hold_registrations=2) as peer:
+        server = services.server_create(actor=user, name="oauth", endpoint_url=peer.url, auth_type="oauth")
+        results = run_in_threads(2, click_connect)
+        registrations = len(peer.provider.registered_clients)
+    stored = OAuthClient.objects.get(server=server)
+    assert registrations == 2  # the two registrations really overlapped
+    assert results == [(302, stored.client_id)] * 2, results
+
+
+def test_disconnect_revokes_at_the_provider_without_holding_the_credential_lock(settings, client):
+    settings.MCP_ALLOW_PRIVATE_NETWORKS = True
+    user = UserFactory()
+    seen: list[str] = []
+
+    def try_the_row_lock() -> None:  # runs while the provider handles the revocation
+        try:
+            with transaction.atomic():
+                Credential.objects.select_for_update(nowait=True).get(pk=cred.pk)
+            seen.append("free")
+        except DatabaseError:
+            seen.append("locked")
+        finally:
+            connections.close_all()
+
+    with OAuthPeer() as peer:
+        server = services.server_create(actor=user, name="oauth", endpoint_url=peer.url, auth_type="oauth")
+        client.force_login(user)
+        connect(client, server)
+        cred = Credential.objects.get(server=server, user=user)
+        peer.provider.on_revoke = try_the_row_lock
+        assert client.post(f"/settings/mcps/{server.pk}/disconnect/").status_code == 302
+        revoked = list(peer.provider.revoked)
+    assert seen and set(seen) == {"free"}, seen
+    assert cred.refresh_token in revoked
+    assert not Credential.objects.filter(pk=cred.pk).exists()
 
 
 def test_one_once_approval_lets_exactly_one_of_twenty_concurrent_calls_through(settings):
@@ -123,9 +172,9 @@ def test_one_once_approval_lets_exactly_one_of_twenty_concurrent_calls_through(s
         )
         before = len(peer.server.calls)
         results = run_in_threads(
-            20, lambda i: calls.governed_call(user=user, server_ref=str(server.pk), tool="echo", arguments=args)
+            20, lambda i: calls.governed_call(user=user, server=server, tool="echo", arguments=args)
         )
         ran = len(peer.server.calls) - before
-    statuses = sorted(r.http_status for r in results)
-    assert statuses.count(200) == 1 and statuses.count(202) == 19, statuses
+    kinds = sorted(r.kind for r in results)
+    assert kinds.count(calls.ALLOWED) == 1 and kinds.count(calls.PENDING) == 19, kinds
     assert ran == 1

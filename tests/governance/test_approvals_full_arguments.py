@@ -7,16 +7,19 @@ strings cut at 4,000 characters) while "once" approved the call with the full, h
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from accounts.models import AuditEvent
 from governance import approval_arguments
-from governance.models import ApprovalRequest, AuditEvent, ToolApproval
+from governance.models import ApprovalRequest, ToolApproval
 from mcpsettings import discovery
 from mcpsettings.models import McpServer
 from tests.conftest import key_client
@@ -177,8 +180,13 @@ def test_deny_and_never_forget_the_full_arguments(owner, owner_api, server):
 def test_expired_requests_forget_the_full_arguments(client, owner, owner_api, server):
     req = ask(owner_api, server, arguments=ARGS)
     ApprovalRequest.objects.filter(pk=req.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    assert owner_api.get(f"/api/v1/approvals/{req.pk}").json()["status"] == "expired"
+    # Reads see it expired (and reveal nothing) without writing; the expiry command writes it down.
+    body = owner_api.get(f"/api/v1/approvals/{req.pk}?reveal=true").json()
+    assert body["status"] == "expired" and body["arguments_full"] is None
+    assert raw_column(req) != ""
+    call_command("expire_approvals", stdout=io.StringIO())
     assert raw_column(req) == ""
+    assert ApprovalRequest.objects.get(pk=req.pk).status == "expired"
 
 
 def test_once_is_refused_when_the_full_arguments_are_not_available(client, owner, owner_api, server):

@@ -1,8 +1,8 @@
 import pytest
 
 from accounts import services
-from governance.models import AuditEvent
-from governance.services import SECRET_MARK, audit_record, diff
+from accounts.models import AuditEvent
+from accounts.services import SECRET_MARK, audit_record, diff
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,8 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from governance.models import ApprovalRequest, AuditEvent, RequestLog, ToolApproval, UsageDaily
+from accounts.models import AuditEvent
+from governance.models import ApprovalRequest, RequestLog, ToolApproval, UsageDaily
 from mcpsettings import discovery
 from mcpsettings.models import McpServer
 from tests.conftest import key_client

@@ -5,7 +5,8 @@ import io
 import pytest
 from django.core.management import call_command
 
-from governance.models import AuditEvent, ToolApproval
+from accounts.models import AuditEvent
+from governance.models import ToolApproval
 from mcpsettings import discovery
 from mcpsettings.models import McpServer, McpTool, ServerStatus
 from tests.conftest import key_client

@@ -1,6 +1,6 @@
 import pytest
 
-from governance.models import AuditEvent
+from accounts.models import AuditEvent
 from mcpsettings.models import Gateway
 from tests.conftest import key_client
 from tests.factories import make_server

@@ -14,7 +14,7 @@ import requests
 from django.db import connection
 from django.utils import timezone
 
-from governance.models import AuditEvent
+from accounts.models import AuditEvent
 from mcpsettings import discovery, oauth
 from mcpsettings.models import Credential, McpServer, OAuthClient, TokenStatus
 from tests.factories import make_server
@@ -318,3 +318,12 @@ def test_step_up_on_insufficient_scope(client, owner, peer):
     assert set(peer.provider.authorize_requests[-1]["scope"].split()) == {"mcp.read", "mcp.write"}
     assert "insufficient_scope" not in Credential.objects.get(server=server, user=owner).metadata
     assert discovery.discover(McpServer.objects.get(pk=server.pk), actor=owner).ok
+
+
+def test_an_expired_token_without_a_refresh_token_is_marked_expired(owner, oauth_server):
+    cred = Credential.objects.create(
+        server=oauth_server, user=owner, access_token="no-refresh", expires_at=timezone.now() - timedelta(seconds=5)
+    )
+    with pytest.raises(oauth.ReconnectNeeded, match="no refresh token"):
+        oauth.fresh(cred)
+    assert Credential.objects.get(pk=cred.pk).token_status == TokenStatus.EXPIRED  # kept, not rolled back

@@ -1,8 +1,7 @@
 import pytest
 from django.db import connection
 
-from accounts.models import Membership, Role, User
-from governance.models import AuditEvent
+from accounts.models import AuditEvent, Membership, Role, User
 from mcpsettings.models import Credential, McpServer, ServerStatus
 from tests.conftest import key_client
 from tests.factories import MembershipFactory, make_server

@@ -13,6 +13,7 @@ Flags the SDK has no option for are applied by small ASGI wrappers that rewrite 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -95,6 +96,12 @@ class PeerProvider:
         self.access_tokens: dict[str, AccessToken] = {}
         self.refresh_tokens: dict[str, RefreshToken] = {}
         self.refresh_of: dict[str, str] = {}  # access token -> the refresh token issued with it
+        # Test hooks: hold each registration until this many have arrived (so concurrent ones overlap);
+        # a blocking callable run (off the event loop) when a token is revoked.
+        self.hold_registrations = 0
+        self._arrived = 0
+        self._all_arrived: asyncio.Event | None = None
+        self.on_revoke: Callable[[], None] | None = None
 
     # -- clients --
 
@@ -114,6 +121,13 @@ class PeerProvider:
 
     async def register_client(self, client_info: OAuthClientInformationFull) -> None:
         self.registered_clients[client_info.client_id] = client_info
+        if self.hold_registrations:
+            if self._all_arrived is None:
+                self._all_arrived = asyncio.Event()  # created on the server's event loop
+            self._arrived += 1
+            if self._arrived >= self.hold_registrations:
+                self._all_arrived.set()
+            await asyncio.wait_for(self._all_arrived.wait(), timeout=20)
 
     # -- authorization code grant --
 
@@ -197,6 +211,8 @@ class PeerProvider:
         return self.access_tokens.get(token)
 
     async def revoke_token(self, token: AccessToken | RefreshToken) -> None:
+        if self.on_revoke is not None:
+            await asyncio.to_thread(self.on_revoke)  # it may touch the database: not on the event loop
         self.revoked.append(token.token)
         # Revoke the pair, whichever half was presented.
         if isinstance(token, AccessToken):
@@ -388,6 +404,7 @@ class OAuthPeer:
       scopes              scopes_supported (AS and PRM); tokens must carry all of them to reach /mcp
       resource_metadata_in_challenge=False
                           401s carry no resource_metadata, so clients must use the well-known URL
+      hold_registrations  each dynamic registration is answered only once this many have arrived
     """
 
     def __init__(
@@ -403,6 +420,7 @@ class OAuthPeer:
         resource_metadata_in_challenge: bool = True,
         stateless: bool = False,
         server: PagedServer | None = None,
+        hold_registrations: int = 0,
     ) -> None:
         self.s256, self.wrong_issuer, self.cimd, self.dcr = s256, wrong_issuer, cimd, dcr
         self.port = free_port()
@@ -411,6 +429,7 @@ class OAuthPeer:
         self.provider = PeerProvider(
             resource=self.url, scopes=scopes, access_ttl=access_ttl, rotate_refresh=rotate_refresh, cimd=cimd
         )
+        self.provider.hold_registrations = hold_registrations
         self.server = server or build_server()
         auth = AuthSettings.model_validate(
             {

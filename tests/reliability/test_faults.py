@@ -8,7 +8,7 @@ import pytest
 from django.db import OperationalError
 from django.utils import timezone
 
-from governance import calls
+from governance import services
 from governance.models import RequestLog, ToolApproval, UsageDaily
 from mcpsettings.models import McpTool
 from tests.conftest import key_client
@@ -98,12 +98,12 @@ def test_database_down_after_the_call_keeps_its_row_and_says_do_not_retry(monkey
     entry = RequestLog.objects.get(server=server)
     assert entry.status == "running"  # the completion rolled back as a whole; the opened row stands
     monkeypatch.undo()
-    assert calls.settle_calls(older_than=timedelta(0)) == 1
+    assert services.request_logs_settle(older_than=timedelta(0)) == 1
     entry.refresh_from_db()
     assert entry.status == "unfinished" and "never recorded" in entry.error_message
     usage = UsageDaily.objects.get(server=server)
     assert (usage.request_count, usage.failed) == (1, 1)
-    assert calls.settle_calls(older_than=timedelta(0)) == 0  # idempotent
+    assert services.request_logs_settle(older_than=timedelta(0)) == 0  # idempotent
 
 
 def test_settle_calls_command_only_touches_old_running_rows(owner, faults):

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from accounts.models import Role, User
-from governance.models import ApprovalRequest, AuditEvent, RequestLog, ToolApproval
+from accounts.models import AuditEvent, Role, User
+from governance.models import ApprovalRequest, RequestLog, ToolApproval
 from mcpsettings import services
 from mcpsettings.models import Credential, McpTool, OAuthClient
 from tests.factories import MembershipFactory, OrganizationFactory, make_api_key, make_server

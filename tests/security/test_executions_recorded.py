@@ -15,8 +15,9 @@ from django.utils import timezone
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from governance import calls
+from governance import calls, services
 from governance.models import RequestLog, ToolApproval, UsageDaily
+from governance.services import logs as log_services
 from mcpsettings.models import McpTool
 from tests.conftest import key_client
 from tests.factories import make_server
@@ -161,9 +162,9 @@ def test_database_failing_at_each_step_keeps_executions_equal_to_rows(monkeypatc
     before_exec = upstream.executions
     breakers = {
         "open_row": lambda: _break(monkeypatch, RequestLog.objects, "create"),
-        "use_once_approval": lambda: _break(monkeypatch, calls, "_consume_once"),
+        "use_once_approval": lambda: _break(monkeypatch, log_services, "once_approval_use"),
         "complete_row": lambda: _break(monkeypatch, RequestLog, "save"),
-        "count_usage_update": lambda: _break(monkeypatch, calls, "HistogramIncrement"),
+        "count_usage_update": lambda: _break(monkeypatch, log_services, "HistogramIncrement"),
         "count_usage_create": lambda: _break(monkeypatch, UsageDaily.objects, "create"),
     }
     breakers[step]()
@@ -176,7 +177,7 @@ def test_database_failing_at_each_step_keeps_executions_equal_to_rows(monkeypatc
         assert res.status_code == 503 and res.json()["code"] == "database_unavailable"
     else:
         assert res.status_code == 200 and "Do not retry" in res.json()["warning"]
-        calls.settle_calls(older_than=timezone.timedelta(0))
+        services.request_logs_settle(older_than=timezone.timedelta(0))
         assert not RequestLog.objects.filter(server=target, status="running").exists()
     total = UsageDaily.objects.filter(server=target).values_list("request_count", flat=True)
     assert sum(total) == RequestLog.objects.filter(server=target).exclude(status="running").count()

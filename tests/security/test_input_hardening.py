@@ -6,7 +6,8 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from governance.models import AuditEvent, ToolApproval
+from accounts.models import AuditEvent
+from governance.models import ToolApproval
 from mcpsettings.models import Credential, McpServer, McpTool
 from tests.conftest import key_client
 from tests.factories import make_server

@@ -101,4 +101,6 @@ def test_rest_call_accepts_the_listed_qualified_name(owner, upstream):
         res = client.post("/api/v1/tools/call", {**body, "arguments": {}}, format="json")
         assert res.status_code == 200, (body, res.content)
     res = client.post("/api/v1/tools/call", {"tool": "nope__t", "arguments": {}}, format="json")
+    assert res.status_code == 404 and res.json()["code"] == "not_found"  # no such server: refused and logged
+    res = client.post("/api/v1/tools/call", {"tool": "plain", "arguments": {}}, format="json")
     assert res.status_code == 400 and "tool" in res.json()

@@ -9,8 +9,7 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
-from accounts.models import User
-from governance.models import AuditEvent
+from accounts.models import AuditEvent, User
 from tests.factories import PASSWORD, UserFactory, make_api_key
 
 pytestmark = pytest.mark.django_db

@@ -3,7 +3,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
-from governance.services import audit_record
+from accounts.services import audit_record
 
 
 class Command(BaseCommand):

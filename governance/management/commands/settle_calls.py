@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from governance import calls
+from governance import services
 
 
 class Command(BaseCommand):
@@ -10,5 +10,5 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
-        settled = calls.settle_calls()
+        settled = services.request_logs_settle()
         self.stdout.write(f"Settled {settled} unfinished call(s).")

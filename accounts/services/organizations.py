@@ -1,111 +1,27 @@
-"""Writes for accounts: users, guests, organizations, memberships, invitations, API keys.
-
-Each service is one transaction and writes its AuditEvent inside it.
-"""
+"""Writes for organizations, memberships and invitations."""
 
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
 
-from django.conf import settings
-from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import EmailValidator
-from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.models import (
     ADMIN_ROLES,
-    ALL_SCOPES,
-    API_KEY_PREFIX,
     INVITATION_TTL,
-    ApiKey,
     Invitation,
     Membership,
     Organization,
     Role,
     User,
-    api_key_digest,
     invitation_token_digest,
 )
-from governance.services import audit_record
-
-
-def _normalize_email(email: str) -> str:
-    return User.objects.normalize_email(email.strip()).lower()
-
-
-def _email_taken(email: str, *, exclude: User | None = None) -> bool:
-    qs = User.objects.filter(email__iexact=email)
-    if exclude is not None:
-        qs = qs.exclude(pk=exclude.pk)
-    return qs.exists()
-
-
-@transaction.atomic
-def user_signup(*, email: str, password: str, username: str = "", ip: str | None = None) -> User:
-    email = _normalize_email(email)
-    if _email_taken(email):
-        raise ValidationError({"email": "An account with this email already exists."})
-    validate_password(password, User(email=email, username=username))
-    try:
-        with transaction.atomic():
-            user = User.objects.create_user(email, password, username=username.strip())
-    except IntegrityError:
-        raise ValidationError({"email": "An account with this email already exists."}) from None
-    audit_record(actor=user, action="user.signup", target=user, changes={"email": [None, email]}, ip=ip)
-    return user
-
-
-@transaction.atomic
-def guest_start(*, ip: str | None = None) -> User:
-    user = User.objects.create_user(None, None, is_guest=True, guest_expires_at=timezone.now() + settings.GUEST_TTL)
-    audit_record(actor=user, action="guest.start", target=user, ip=ip)
-    return user
-
-
-@transaction.atomic
-def guest_claim(*, user: User, email: str, password: str, username: str = "", ip: str | None = None) -> User:
-    """Turn a guest into a registered user. Same row, so everything the guest made stays theirs."""
-    user = User.objects.select_for_update().get(pk=user.pk)
-    if not user.is_guest:
-        raise ValidationError("This account is already registered.")
-    if user.guest_expired:
-        raise ValidationError("This guest session has expired.")
-    email = _normalize_email(email)
-    if _email_taken(email, exclude=user):
-        raise ValidationError({"email": "An account with this email already exists."})
-    validate_password(password, User(email=email, username=username))
-    user.email = email
-    user.username = username.strip()
-    user.is_guest = False
-    user.guest_expires_at = None
-    user.set_password(password)
-    try:
-        with transaction.atomic():
-            user.save()
-    except IntegrityError:
-        raise ValidationError({"email": "An account with this email already exists."}) from None
-    audit_record(
-        actor=user,
-        action="guest.claim",
-        target=user,
-        changes={"email": [None, email], "is_guest": [True, False], "password": ["(changed)", "(changed)"]},
-        ip=ip,
-    )
-    return user
-
-
-@transaction.atomic
-def user_set_password(*, user: User, password: str, ip: str | None = None) -> User:
-    validate_password(password, user)
-    user.set_password(password)
-    user.save(update_fields=["password", "updated_at"])
-    audit_record(actor=user, action="user.password_change", target=user, changes={"password": ["(changed)"] * 2}, ip=ip)
-    return user
+from accounts.services.audit import audit_record
+from accounts.services.users import normalize_email
 
 
 def _unique_slug(name: str) -> str:
@@ -282,7 +198,7 @@ def invitation_create(
     learn it. Inviting the same email again replaces the open invitation (new link).
     """
     membership_validate(actor=actor, organization=organization, role=role)
-    email = _normalize_email(email or "")
+    email = normalize_email(email or "")
     try:
         if len(email) > 254:
             raise ValidationError("too long")
@@ -429,91 +345,3 @@ def invitation_revoke(*, actor: User | None, invitation: Invitation, ip: str | N
 
 
 # --- API keys ------------------------------------------------------------------------------------
-
-
-def _clean_scopes(scopes) -> list[str]:
-    if not scopes:
-        raise ValidationError({"scopes": "Choose at least one scope."})
-    if isinstance(scopes, str):
-        scopes = [s.strip() for s in scopes.split(",") if s.strip()]
-    unknown = [s for s in scopes if s not in ALL_SCOPES]
-    if unknown:
-        raise ValidationError({"scopes": f"Unknown scope(s): {', '.join(map(str, unknown))}. Use read, call, manage."})
-    return [s for s in ALL_SCOPES if s in scopes]
-
-
-@transaction.atomic
-def api_key_create(
-    *,
-    actor: User,
-    name: str,
-    scopes,
-    expires_at: datetime | None = None,
-    parent_key: ApiKey | None = None,
-    ip: str | None = None,
-) -> tuple[ApiKey, str]:
-    """Create a key; returns (row, raw key). The raw key is never stored and never shown again.
-
-    `parent_key` is the key the request was authenticated with, if any: the new key gets no
-    scope it lacks and does not outlive it (no expiry given → the parent's).
-    """
-    name = (name or "").strip()
-    if not name or len(name) > 100:
-        raise ValidationError({"name": "Enter a name of 1 to 100 characters."})
-    scopes = _clean_scopes(scopes)
-    if parent_key is not None:
-        wider = [s for s in scopes if s not in parent_key.scopes]
-        if wider:
-            raise ValidationError(
-                {"scopes": f"A key cannot create a key with scopes it does not have: {', '.join(wider)}."}
-            )
-        if parent_key.expires_at is not None:
-            if expires_at is None:
-                expires_at = parent_key.expires_at
-            elif expires_at > parent_key.expires_at:
-                raise ValidationError(
-                    {"expires_at": f"A key cannot create a key that outlives it (it expires {parent_key.expires_at})."}
-                )
-    if expires_at is not None and expires_at <= timezone.now():
-        raise ValidationError({"expires_at": "The expiry must be in the future."})
-    raw = API_KEY_PREFIX + secrets.token_urlsafe(32)
-    key = ApiKey.objects.create(
-        user=actor, name=name, prefix=raw[:11], digest=api_key_digest(raw), scopes=scopes, expires_at=expires_at
-    )
-    audit_record(
-        actor=actor,
-        action="api_key.create",
-        target=key,
-        changes={
-            "name": [None, name],
-            "scopes": [None, scopes],
-            "expires_at": [None, expires_at],
-            **({"parent_key": [None, parent_key.pk]} if parent_key is not None else {}),
-        },
-        ip=ip,
-    )
-    return key, raw
-
-
-@transaction.atomic
-def api_key_revoke(*, actor: User, api_key: ApiKey, ip: str | None = None) -> ApiKey:
-    key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
-    if key.revoked_at is not None:
-        return key
-    key.revoked_at = timezone.now()
-    key.save(update_fields=["revoked_at"])
-    audit_record(
-        actor=actor, action="api_key.revoke", target=key, changes={"revoked_at": [None, key.revoked_at]}, ip=ip
-    )
-    return key
-
-
-def api_key_touch(key: ApiKey) -> None:
-    """Record use, at most once per interval, with one conditional UPDATE (no read, no lock)."""
-    now = timezone.now()
-    if key.last_used_at and now - key.last_used_at < settings.API_KEY_LAST_USED_INTERVAL:
-        return
-    ApiKey.objects.filter(pk=key.pk).filter(
-        Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - settings.API_KEY_LAST_USED_INTERVAL)
-    ).update(last_used_at=now)
-    key.last_used_at = now

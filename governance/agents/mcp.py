@@ -3,7 +3,8 @@
 Streamable HTTP with JSON answers. Protocol versions 2025-03-26, 2025-06-18 and 2025-11-25 use the
 initialize handshake and a session; 2026-07-28 is stateless (server/discover, per-request `_meta`,
 `Mcp-Method`/`Mcp-Name` headers checked against the body). Tool names are `<server-slug>__<tool>`.
-Every tools/call runs the governed-call service, exactly like `POST /api/v1/tools/call`.
+Every tools/call runs the governed call (governance/calls.py), exactly like `POST /api/v1/tools/call`;
+`_call_answer` maps its results to JSON-RPC.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.exceptions import AuthenticationFailed, Throttled
 
@@ -25,21 +25,30 @@ from accounts import jsonsafe
 from accounts.authentication import key_from_header, resolve_api_key
 from accounts.ratelimit import client_ip
 from governance import calls
+from governance.agents.common import approve_url, request_facts
 from governance.selectors import qualified_name, resolve_qualified, server_slugs, tool_views, usable_servers
 from mcpsettings import selectors as mcp_selectors
 from mcpsettings import services
+from mcpsettings.mcp_client.protocol import (
+    HANDSHAKE_VERSIONS,
+    HEADER_MISMATCH,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    META_CAPABILITIES,
+    META_SERVER_INFO,
+    META_VERSION,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    STATELESS_VERSION,
+    URL_ELICITATION_REQUIRED,
+)
 from mcpsettings.models import Gateway, McpSession
 
-HANDSHAKE_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26")
-STATELESS_VERSION = "2026-07-28"
 SERVER_INFO = {"name": "gatehouse", "title": "Gatehouse", "version": "1.0"}
 PAGE_SIZE = 200
 MAX_BODY = 1024 * 1024
-META_VERSION = "io.modelcontextprotocol/protocolVersion"
-META_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
-
-PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL = -32700, -32600, -32601, -32602, -32603
-HEADER_MISMATCH, UNSUPPORTED_VERSION, URL_ELICITATION_REQUIRED = -32020, -32022, -32042
+# Refusals an agent should read as "no such tool" (a disabled tool does not exist for it), or as bad params.
+UNKNOWN_TOOL = ("not_found", "tool_disabled")
 
 
 class RpcError(Exception):
@@ -98,60 +107,82 @@ def _session_digest(session_id: str) -> str:
 
 @csrf_exempt
 def mcp_endpoint(request: HttpRequest, slug: str | None = None) -> HttpResponse:
-    if not _origin_allowed(request):
-        return _json({"error": "forbidden", "error_description": "Origin not allowed."}, 403)
-    if request.method not in ("POST", "DELETE"):
-        response = _json(_error(None, INVALID_REQUEST, "Use POST (or DELETE to end a session)."), 405)
-        response["Allow"] = "POST, DELETE"
-        return response
-    raw_key = key_from_header(request)
-    if raw_key is None:
-        return _unauthorized("Send Authorization: Bearer <Gatehouse API key>.")
-    try:
-        key = resolve_api_key(raw_key, client_ip(request))
-    except Throttled as exc:
-        return _json({"error": "rate_limited", "error_description": str(exc.detail)}, 429)
-    except AuthenticationFailed as exc:
-        return _unauthorized(str(exc.detail))
+    refused = _transport_refusal(request)
+    if refused is not None:
+        return refused
+    key, raw_key, refused = _authenticate(request)
+    if refused is not None:
+        return refused
     gateway = None
     if slug is not None:
         gateway = Gateway.objects.visible_to(key.user).live().filter(slug=slug).first()
         if gateway is None:
             return _json(_error(None, INVALID_REQUEST, "No such gateway."), 404)
-
-    session_id = request.META.get("HTTP_MCP_SESSION_ID")
-    session = None
-    if session_id:
-        session = McpSession.objects.filter(pk=_session_digest(session_id), user=key.user).first()
-        session = services.mcp_session_live(session)
-        if session is None or (session.gateway_id != (gateway.pk if gateway else None)):
-            return _json(_error(None, INVALID_REQUEST, "Session not found; initialize again."), 404)
+    session, refused = _session(request, key.user, gateway)
+    if refused is not None:
+        return refused
     if request.method == "DELETE":
-        if session is None:
-            return _json(_error(None, INVALID_REQUEST, "Send the Mcp-Session-Id to end."), 400)
         session.delete()
         return HttpResponse(status=200)
-
-    if len(request.body) > MAX_BODY:
-        return _json(_error(None, INVALID_REQUEST, "The request is too large."), 413)
     try:
         message = jsonsafe.loads(request.body)
     except jsonsafe.UnsafeJSON as exc:
         return _json(_error(None, PARSE_ERROR, f"Parse error: {exc}"), 400)
     except (ValueError, UnicodeDecodeError):
         return _json(_error(None, PARSE_ERROR, "Parse error: the body is not JSON."), 400)
-
     header_version = request.META.get("HTTP_MCP_PROTOCOL_VERSION", "")
-    version = session.protocol_version if session else header_version
     ctx = Context(
         request=request,
         user=key.user,
         api_key=key,
         raw_key=raw_key,
         gateway=gateway,
-        version=version or "",
+        version=(session.protocol_version if session else header_version) or "",
         capabilities=session.client_capabilities if session else {},
     )
+    return _respond(ctx, message, session, header_version)
+
+
+def _transport_refusal(request: HttpRequest) -> HttpResponse | None:
+    if not _origin_allowed(request):
+        return _json({"error": "forbidden", "error_description": "Origin not allowed."}, 403)
+    if request.method not in ("POST", "DELETE"):
+        response = _json(_error(None, INVALID_REQUEST, "Use POST (or DELETE to end a session)."), 405)
+        response["Allow"] = "POST, DELETE"
+        return response
+    if len(request.body) > MAX_BODY:
+        return _json(_error(None, INVALID_REQUEST, "The request is too large."), 413)
+    return None
+
+
+def _authenticate(request: HttpRequest):
+    """(key, raw key, None) or (None, None, the 401/429 answer)."""
+    raw_key = key_from_header(request)
+    if raw_key is None:
+        return None, None, _unauthorized("Send Authorization: Bearer <Gatehouse API key>.")
+    try:
+        return resolve_api_key(raw_key, client_ip(request)), raw_key, None
+    except Throttled as exc:
+        return None, None, _json({"error": "rate_limited", "error_description": str(exc.detail)}, 429)
+    except AuthenticationFailed as exc:
+        return None, None, _unauthorized(str(exc.detail))
+
+
+def _session(request: HttpRequest, user, gateway: Gateway | None):
+    """(the live session or None, None) or (None, the 404/400 answer)."""
+    session_id = request.META.get("HTTP_MCP_SESSION_ID")
+    session = None
+    if session_id:
+        session = McpSession.objects.filter(pk=_session_digest(session_id), user=user).first()
+        session = services.mcp_session_live(session)
+        if session is None or (session.gateway_id != (gateway.pk if gateway else None)):
+            return None, _json(_error(None, INVALID_REQUEST, "Session not found; initialize again."), 404)
+    if request.method == "DELETE" and session is None:
+        return None, _json(_error(None, INVALID_REQUEST, "Send the Mcp-Session-Id to end."), 400)
+    return session, None
+
+
+def _respond(ctx: Context, message: Any, session, header_version: str) -> HttpResponse:
     if isinstance(message, list):
         if not message:
             return _json(_error(None, INVALID_REQUEST, "Empty batch."), 400)
@@ -161,10 +192,8 @@ def mcp_endpoint(request: HttpRequest, slug: str | None = None) -> HttpResponse:
     answer = _handle(ctx, message, session, header_version)
     if answer is None:
         return HttpResponse(status=202)
-    if isinstance(answer, HttpResponse):
-        return answer
-    status = answer.pop("_http_status", 200) if isinstance(answer, dict) else 200
-    headers = answer.pop("_headers", {}) if isinstance(answer, dict) else {}
+    status = answer.pop("_http_status", 200)
+    headers = answer.pop("_headers", {})
     return _json(answer, status, headers)
 
 
@@ -262,7 +291,7 @@ def _dispatch(ctx: Context, method: str, params: dict, is_notification: bool):
         return {
             "supportedVersions": [STATELESS_VERSION],
             **_description(ctx),
-            "_meta": {"io.modelcontextprotocol/serverInfo": SERVER_INFO},
+            "_meta": {META_SERVER_INFO: SERVER_INFO},
         }
     if method == "tools/list":
         _require_scope(ctx, "read")
@@ -384,54 +413,40 @@ def _tools_call(ctx: Context, params: dict) -> dict:
         arguments = {}
     if not isinstance(arguments, dict):
         raise RpcError(INVALID_PARAMS, "params.arguments must be an object.")
-    # Resolve `<server-slug>__<tool>` without building the whole catalog; the governed call then
-    # checks the tool (a disabled one is refused and logged; the agent is told "unknown tool").
+    # Resolve `<server-slug>__<tool>` once, without building the whole catalog.
     ids = list(ctx.gateway.sources.values_list("pk", flat=True)) if ctx.gateway is not None else None
     found = resolve_qualified(ctx.user, name, server_ids=ids)
+    who = {"user": ctx.user, "api_key": ctx.api_key, "via": "mcp", **request_facts(ctx.request)}
     if found is None:
+        calls.unknown_server(server_ref=name.partition("__")[0], tool=name, arguments=arguments, **who)
         raise RpcError(INVALID_PARAMS, f"Unknown tool: {name[:200]}")
     server, tool_name = found
-    request = ctx.request
-    outcome = calls.governed_call(
-        user=ctx.user,
-        server_ref=str(server.pk),
-        tool=tool_name,
-        arguments=arguments,
-        api_key=ctx.api_key,
-        raw_key=ctx.raw_key,
-        ip=client_ip(request),
-        user_agent=request.META.get("HTTP_USER_AGENT", ""),
-        via="mcp",
-    )
-    if outcome.http_status == 200 and outcome.result is not None:
-        return outcome.result
-    if outcome.http_status == 202:
-        url = outcome.body["approve_url"]
-        if url.startswith("/"):
-            url = request.build_absolute_uri(url)
-        text = (
-            f"This call needs a person's approval. Ask the user to approve it at {url} "
-            f"(request {outcome.body['approval_id']}), then call the tool again with the same arguments."
-        )
-        elicitation = (ctx.capabilities.get("elicitation") or {}) if isinstance(ctx.capabilities, dict) else {}
-        if isinstance(elicitation, dict) and "url" in elicitation:
-            raise RpcError(
-                URL_ELICITATION_REQUIRED,
-                "This call needs a person's approval.",
-                data={
-                    "elicitations": [
-                        {"mode": "url", "elicitationId": outcome.body["approval_id"], "url": url, "message": text}
-                    ]
-                },
-            )
-        return {"content": [{"type": "text", "text": text}], "isError": True}
-    if outcome.code in ("tool_disabled", "not_found"):
+    result = calls.governed_call(server=server, tool=tool_name, arguments=arguments, raw_key=ctx.raw_key, **who)
+    return _call_answer(ctx, name, result)
+
+
+def _call_answer(ctx: Context, name: str, result: calls.CallResult) -> dict:
+    """The governed call's result as MCP: a tool result, an unknown-tool error, or an approval link."""
+    if result.kind == calls.ALLOWED:
+        return result.result
+    if result.kind == calls.PENDING:
+        return _approval_needed(ctx, result)
+    if result.code in UNKNOWN_TOOL:
         raise RpcError(INVALID_PARAMS, f"Unknown tool: {name[:200]}")
-    return {"content": [{"type": "text", "text": outcome.body.get("detail", "The call failed.")}], "isError": True}
+    if result.code == "invalid_arguments":
+        raise RpcError(INVALID_PARAMS, result.detail)
+    return {"content": [{"type": "text", "text": result.detail or "The call failed."}], "isError": True}
 
 
-def endpoint_url(request: HttpRequest, gateway: Gateway | None = None) -> str:
-    if gateway is not None and not gateway.endpoint.startswith("/"):
-        return gateway.endpoint
-    path = reverse("mcp_gateway", args=[gateway.slug]) if gateway else reverse("mcp")
-    return request.build_absolute_uri(path)
+def _approval_needed(ctx: Context, result: calls.CallResult) -> dict:
+    """An isError result with the link, or URL-mode elicitation when the client declared it."""
+    url, approval_id = approve_url(ctx.request, result.approval.pk), str(result.approval.pk)
+    text = (
+        f"This call needs a person's approval. Ask the user to approve it at {url} "
+        f"(request {approval_id}), then call the tool again with the same arguments."
+    )
+    elicitation = (ctx.capabilities.get("elicitation") or {}) if isinstance(ctx.capabilities, dict) else {}
+    if isinstance(elicitation, dict) and "url" in elicitation:
+        data = {"elicitations": [{"mode": "url", "elicitationId": approval_id, "url": url, "message": text}]}
+        raise RpcError(URL_ELICITATION_REQUIRED, "This call needs a person's approval.", data=data)
+    return {"content": [{"type": "text", "text": text}], "isError": True}
