@@ -18,7 +18,7 @@ def is_org_admin(request) -> bool:
     cached = getattr(request, "_gatehouse_org_admin", None)
     if cached is None:
         user = request.user
-        cached = bool(user.is_active and user.is_staff and Organization.objects.administered_by(user).exists())
+        cached = bool(user.is_active and user.is_staff and Organization.objects.manageable_by(user).exists())
         request._gatehouse_org_admin = cached
     return cached
 
@@ -182,7 +182,7 @@ class MembershipAdmin(TenantAdmin):
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "organization":
-            kwargs["queryset"] = Organization.objects.administered_by(request.user)
+            kwargs["queryset"] = Organization.objects.manageable_by(request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def save_model(self, request, obj, form, change):

@@ -23,7 +23,7 @@ class UserQuerySet(models.QuerySet):
         if user.is_superuser:
             return self
         return self.filter(
-            Q(pk=user.pk) | Q(memberships__organization__in=Organization.objects.administered_by(user))
+            Q(pk=user.pk) | Q(memberships__organization__in=Organization.objects.manageable_by(user))
         ).distinct()
 
 
@@ -102,15 +102,13 @@ class OrganizationQuerySet(models.QuerySet):
             return self.none()
         return self.filter(memberships__user=user).distinct()
 
-    def administered_by(self, user) -> OrganizationQuerySet:
+    def manageable_by(self, user) -> OrganizationQuerySet:
         """Orgs where the user is owner or admin (superusers: all)."""
         if not user.is_authenticated:
             return self.none()
         if user.is_superuser:
             return self
         return self.filter(memberships__user=user, memberships__role__in=ADMIN_ROLES).distinct()
-
-    manageable_by = administered_by
 
 
 class Organization(models.Model):
@@ -135,7 +133,7 @@ class Organization(models.Model):
 
 class MembershipQuerySet(models.QuerySet):
     def manageable_by(self, user) -> MembershipQuerySet:
-        return self.filter(organization__in=Organization.objects.administered_by(user))
+        return self.filter(organization__in=Organization.objects.manageable_by(user))
 
 
 class Membership(models.Model):
@@ -172,15 +170,13 @@ def invitation_token_digest(raw_token: str) -> str:
 class InvitationQuerySet(models.QuerySet):
     def manageable_by(self, user) -> InvitationQuerySet:
         """Invitations of the orgs the user administers (superusers: all)."""
-        return self.filter(organization__in=Organization.objects.administered_by(user))
+        return self.filter(organization__in=Organization.objects.manageable_by(user))
 
-    def addressed_to(self, user) -> InvitationQuerySet:
+    def visible_to(self, user) -> InvitationQuerySet:
         """Invitations sent to this registered user's email. Guests have none until they claim."""
         if not user.is_authenticated or user.is_guest or not user.email:
             return self.none()
         return self.filter(email=user.email.lower())
-
-    visible_to = addressed_to
 
     def open(self) -> InvitationQuerySet:
         return self.filter(
@@ -353,7 +349,7 @@ class AuditEventQuerySet(models.QuerySet):
             return self.none()
         if user.is_superuser:
             return self
-        return self.filter(Q(actor=user) | Q(organization__in=Organization.objects.administered_by(user)))
+        return self.filter(Q(actor=user) | Q(organization__in=Organization.objects.manageable_by(user)))
 
     manageable_by = visible_to
 

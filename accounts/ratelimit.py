@@ -41,7 +41,8 @@ class _ForwardedBy:
         self.META = {"HTTP_X_FORWARDED_FOR": chain}
 
 
-def _valid_ip(value) -> str | None:
+def valid_ip(value) -> str | None:
+    """A well-formed address as stored (no zone id), or None: a forged header never becomes a 500."""
     if not isinstance(value, str) or not value or len(value) > 64:
         return None
     try:
@@ -54,7 +55,7 @@ def _valid_ip(value) -> str | None:
 
 def _trusted_proxy_count() -> int:
     try:
-        return max(0, int(getattr(settings, "TRUSTED_PROXY_COUNT", 1)))
+        return max(0, int(settings.TRUSTED_PROXY_COUNT))
     except (TypeError, ValueError):
         return 1
 
@@ -67,9 +68,9 @@ def client_ip(request) -> str | None:
     the TRUSTED_PROXY_COUNT-th entry from the right. Everything to its left was sent by the client and
     is never read. A chain too short or with an entry that is not an IP there gives REMOTE_ADDR.
     """
-    remote = _valid_ip(request.META.get("REMOTE_ADDR"))
+    remote = valid_ip(request.META.get("REMOTE_ADDR"))
     count = _trusted_proxy_count()
-    if not getattr(settings, "SECURE_PROXY_SSL_HEADER", None) or count == 0:
+    if not settings.SECURE_PROXY_SSL_HEADER or count == 0:
         return remote
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
     if not isinstance(forwarded, str) or not forwarded.strip():
@@ -89,4 +90,4 @@ def client_ip(request) -> str | None:
         )
     except (ValueError, TypeError):
         return remote
-    return _valid_ip(ip) or remote
+    return valid_ip(ip) or remote

@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.log import log_response
 from django.views.decorators.http import require_POST, require_safe
 
-from accounts import services
+from accounts import hooks, services
 from accounts.forms import (
     ApiKeyForm,
     ClaimForm,
@@ -216,12 +216,7 @@ def org_detail(request: HttpRequest, slug: str) -> HttpResponse:
                 created = {"invitation": invitation, "link": _invitation_link(request, raw)}
                 invite_form = InvitationForm()
     members = org.memberships.select_related("user").order_by("user__email")
-    from mcpsettings.models import McpServer, OrgServerContext
-
-    servers = list(McpServer.objects.visible_to_org(org).live().order_by("name"))
-    contexts = dict(OrgServerContext.objects.filter(organization=org).values_list("server_id", "context"))
-    for server in servers:
-        server.org_context = contexts.get(server.pk, "")
+    servers = hooks.org_servers(org)
     invitations = (
         Invitation.objects.manageable_by(request.user)
         .filter(organization=org)
@@ -343,7 +338,7 @@ def invitation(request: HttpRequest, token: str) -> HttpResponse:
 @require_POST
 def invitation_respond(request: HttpRequest, invitation_id) -> HttpResponse:
     """Accept or decline from the dashboard: only invitations addressed to the signed-in user exist here."""
-    mine = Invitation.objects.addressed_to(request.user).select_related("organization")
+    mine = Invitation.objects.visible_to(request.user).select_related("organization")
     found = get_object_or_404(mine, pk=invitation_id)
     return _answer_invitation(request, found)
 

@@ -10,6 +10,7 @@ Nothing here truncates: the person sees exactly what runs, or is told it cannot 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -17,7 +18,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from accounts.models import ApiKey, api_key_digest
 from accounts.redaction import BEARER_RE, SECRET_KEY_RE, TRUNCATED
+from mcpsettings import upstream
+from mcpsettings.models import McpServer
 
 HIDDEN = "[HIDDEN]"  # a value under a secret-looking key: the owner may reveal it
 CREDENTIAL = "[STORED CREDENTIAL]"  # the server's credentials, a Gatehouse API key: never shown
@@ -37,10 +41,19 @@ def full_arguments_text(arguments: Any) -> str:
     return text
 
 
-def _digest(req, arguments: Any) -> str:
-    from governance.calls import arguments_digest
-    from mcpsettings.models import McpServer
+def arguments_digest(server: McpServer, tool: str, arguments: dict[str, Any]) -> str:
+    """What a "once" grant and an approval request are bound to: this server, tool and exact arguments."""
+    canonical = json.dumps(
+        {"server": str(server.pk), "tool": tool, "arguments": arguments},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
+
+def _digest(req, arguments: Any) -> str:
     # The digest needs only the server's id: no query for the server row.
     return arguments_digest(McpServer(pk=req.server_id), req.tool_name, arguments)
 
@@ -77,16 +90,9 @@ def full_arguments(req) -> Any | None:
 
 
 def server_secrets(req) -> list[str]:
-    """Every secret Gatehouse holds for the request's server: all its credentials (shared or anyone's)
-    and its OAuth client secret. None of them is ever shown, revealed or not."""
-    from mcpsettings.models import Credential, OAuthClient
-
-    values: list[str] = []
-    for cred in Credential.objects.filter(server_id=req.server_id):
-        values += [cred.access_token, cred.refresh_token, cred.header_value]
-    values += OAuthClient.objects.filter(server_id=req.server_id).values_list("client_secret", flat=True)
-    # As in accounts.redaction: very short values would mask ordinary text.
-    return sorted({v for v in values if v and len(v) >= 4}, key=len, reverse=True)
+    """Every secret Gatehouse holds for the request's server (mcpsettings.upstream.server_secrets): none of
+    them is ever shown, revealed or not. Very short values are left out: they would mask ordinary text."""
+    return sorted({v for v in upstream.server_secrets(req.server) if len(v) >= 4}, key=len, reverse=True)
 
 
 # A Gatehouse API key as issued (accounts.services: "gh_" + token_urlsafe(32)).
@@ -97,8 +103,6 @@ def api_keys_in(text: str) -> list[str]:
     """Gatehouse API keys (anyone's, live or not) that appear in `text`: an agent may pass its own key
     along, and a key is Gatehouse's secret, never shown. Only the digests are stored, so each candidate
     is checked against them (one query, and only when something looks like a key)."""
-    from accounts.models import ApiKey, api_key_digest
-
     candidates = set(API_KEY_RE.findall(text or ""))
     if not candidates:
         return []

@@ -11,4 +11,4 @@ class GovernanceConfig(AppConfig):
         from governance.selectors import tool_views
         from mcpsettings import hooks
 
-        hooks.register_tool_rows(lambda user, server: tool_views(user, [server]))
+        hooks.tool_rows.register(lambda user, server: tool_views(user, [server]))

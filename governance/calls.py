@@ -10,8 +10,6 @@ without a row.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from django.db import DatabaseError
 from accounts import jsonsafe
 from accounts.redaction import cut_secrets, redact_text
 from governance import services
+from governance.approval_arguments import arguments_digest
 from governance.models import ApprovalRequest, ApprovalStatus, RequestLog
 from governance.selectors import ALWAYS, NEVER, ToolView, tool_view
 from governance.services import CallFacts
@@ -54,17 +53,6 @@ class CallResult:
     approval: ApprovalRequest | None = None
     request_id: int | None = None
     warning: str = ""
-
-
-def arguments_digest(server: McpServer, tool: str, arguments: dict[str, Any]) -> str:
-    canonical = json.dumps(
-        {"server": str(server.pk), "tool": tool, "arguments": arguments},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        default=str,
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def governed_call(

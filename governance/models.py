@@ -8,6 +8,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.crypto import EncryptedTextField
+from accounts.models import Organization
 from mcpsettings.models import ServerChildQuerySet
 
 
@@ -185,11 +186,9 @@ class RequestLogQuerySet(models.QuerySet):
         return self.filter(user=user)
 
     def manageable_by(self, user) -> RequestLogQuerySet:
-        from accounts.models import Organization
-
         if user.is_superuser:
             return self
-        return self.filter(Q(user=user) | Q(organization__in=Organization.objects.administered_by(user)))
+        return self.filter(Q(user=user) | Q(organization__in=Organization.objects.manageable_by(user)))
 
 
 class RequestLog(models.Model):

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
 
-from django.db.models import Q
+from django.core.exceptions import ValidationError
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
 
-from governance.models import ApprovalType, ToolApproval, ToolPermission
+from governance.models import ApprovalType, RequestLog, ToolApproval, ToolPermission
 from mcpsettings.models import McpServer, McpTool
 
 ASK, ALWAYS, NEVER = "ask", "always", "never"
@@ -188,3 +189,35 @@ def resolve_qualified(user, name: str, *, server_ids=None) -> tuple[McpServer, s
     slugs = server_slugs(servers, user)
     server = next((s for s in servers if slugs[s.pk] == slug), None)
     return (server, tool) if server is not None else None
+
+
+# Every status a RequestLog row can have (the activity page offers them as filters).
+LOG_STATUSES = (
+    "ok",
+    "tool_error",
+    "approval_pending",
+    "tool_disabled",
+    "approval_denied",
+    "server_inactive",
+    "invalid_arguments",
+    "not_found",
+    "upstream_error",
+    "upstream_timeout",
+    "reconnect_needed",
+    "running",
+    "unfinished",
+)
+
+
+def request_logs_for(user, *, server: str = "", status: str = "") -> QuerySet:
+    """The user's own calls, filtered the same way for the activity page and GET /api/v1/logs.
+    A `server` that is not an id is a ValidationError on `server`."""
+    qs = RequestLog.objects.visible_to(user)
+    if server:
+        try:
+            qs = qs.filter(server_id=uuid.UUID(server))
+        except ValueError:
+            raise ValidationError({"server": "Give a server id."}) from None
+    if status:
+        qs = qs.filter(status=status)
+    return qs

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from itertools import zip_longest
 
@@ -16,7 +17,7 @@ from django.views.decorators.http import require_POST, require_safe
 
 from accounts.models import ApiKey, AuditEvent, Invitation, Membership, Organization
 from accounts.ratelimit import client_ip
-from governance import approval_arguments, services
+from governance import approval_arguments, selectors, services
 from governance.api.views import _annotations_for
 from governance.models import (
     ApprovalRequest,
@@ -195,18 +196,13 @@ PAGE_SIZE = 50
 @login_required
 @require_safe
 def activity(request: HttpRequest) -> HttpResponse:
-    qs = RequestLog.objects.visible_to(request.user)
     servers = McpServer.objects.visible_to(request.user).only("id", "name").order_by("name")
     server_filter = request.GET.get("server", "")
     status_filter = request.GET.get("status", "")
-    if server_filter:
-        qs = (
-            qs.filter(server_id__in=servers.filter(pk=server_filter).values("pk"))
-            if _is_uuid(server_filter)
-            else qs.none()
-        )
-    if status_filter:
-        qs = qs.filter(status=status_filter)
+    try:
+        qs = selectors.request_logs_for(request.user, server=server_filter, status=status_filter)
+    except ValidationError:
+        qs = RequestLog.objects.none()
     # Keyset pagination (older than an id): no COUNT(*) over millions of rows on every visit.
     before = request.GET.get("before", "")
     if before.isdigit():
@@ -233,17 +229,7 @@ def activity(request: HttpRequest) -> HttpResponse:
         "servers": servers,
         "server_filter": server_filter,
         "status_filter": status_filter,
-        "statuses": [
-            "ok",
-            "tool_error",
-            "tool_disabled",
-            "approval_denied",
-            "server_inactive",
-            "upstream_error",
-            "upstream_timeout",
-            "reconnect_needed",
-            "not_found",
-        ],
+        "statuses": selectors.LOG_STATUSES,
         "series": series,
         "chart": chart(series),
         "today": series[-1] if series else {"requests": 0, "failed": 0},
@@ -252,8 +238,6 @@ def activity(request: HttpRequest) -> HttpResponse:
 
 
 def _is_uuid(value: str) -> bool:
-    import uuid
-
     try:
         uuid.UUID(value)
         return True
@@ -265,7 +249,7 @@ def _is_uuid(value: str) -> bool:
 @require_safe
 def audit(request: HttpRequest) -> HttpResponse:
     """Org admins see their orgs' audit trail; superusers see everything."""
-    if not (request.user.is_superuser or Organization.objects.administered_by(request.user).exists()):
+    if not (request.user.is_superuser or Organization.objects.manageable_by(request.user).exists()):
         raise PermissionDenied("The audit log is for organization owners and admins.")
     qs = AuditEvent.objects.visible_to(request.user).select_related("actor", "organization")
     page = Paginator(qs, 50).get_page(request.GET.get("page"))
@@ -287,7 +271,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     today = UsageDaily.objects.filter(user=request.user, date=timezone.localdate()).aggregate(
         calls=Sum("request_count"), failed=Sum("failed")
     )
-    invitations = Invitation.objects.addressed_to(request.user).open().select_related("organization", "invited_by")
+    invitations = Invitation.objects.visible_to(request.user).open().select_related("organization", "invited_by")
     context = {
         "memberships": memberships,
         "invitations": invitations,

@@ -111,7 +111,7 @@ class McpServerAdmin(TenantAdmin):
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "organization":
-            kwargs["queryset"] = Organization.objects.administered_by(request.user)
+            kwargs["queryset"] = Organization.objects.manageable_by(request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def save_model(self, request, obj, form, change):
@@ -214,7 +214,7 @@ class OrgServerContextAdmin(TenantAdmin):
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "organization":
-            kwargs["queryset"] = Organization.objects.administered_by(request.user)
+            kwargs["queryset"] = Organization.objects.manageable_by(request.user)
         if db_field.name == "server":
             kwargs["queryset"] = McpServer.objects.visible_to(request.user).live()
         return super().formfield_for_foreignkey(db_field, request, **kwargs)

@@ -11,7 +11,7 @@ GLOBAL = "global"
 
 def owner_choices(user) -> list[tuple[str, str]]:
     choices = [(PERSONAL, "Just me (personal)")]
-    choices += [(o.slug, f"Organization: {o.name}") for o in Organization.objects.administered_by(user)]
+    choices += [(o.slug, f"Organization: {o.name}") for o in Organization.objects.manageable_by(user)]
     if user.is_superuser:
         choices.append((GLOBAL, "Everyone (global server)"))
     return choices

@@ -66,7 +66,7 @@ class McpServerQuerySet(SoftDeleteQuerySet):
             | (Q(owner__isnull=True, organization__isnull=True) & ~Exists(scope))
         )
 
-    def visible_to_org(self, organization: Organization) -> McpServerQuerySet:
+    def for_org(self, organization: Organization) -> McpServerQuerySet:
         """Servers every member of this org can see (personal servers excluded)."""
         scope = McpServer.orgs.through.objects.filter(mcpserver=OuterRef("pk"))
         return self.filter(
@@ -81,7 +81,7 @@ class McpServerQuerySet(SoftDeleteQuerySet):
             return self.none()
         if user.is_superuser:
             return self
-        return self.filter(Q(owner=user) | Q(organization__in=Organization.objects.administered_by(user).values("pk")))
+        return self.filter(Q(owner=user) | Q(organization__in=Organization.objects.manageable_by(user).values("pk")))
 
 
 class McpServer(models.Model):
@@ -121,7 +121,7 @@ class McpServer(models.Model):
     instructions = models.TextField(blank=True)
     tools_manifest = models.JSONField(default=list, blank=True)
     manifest_fetched_at = models.DateTimeField(null=True, blank=True)
-    # OAuth settings (the flow lives in mcpsettings/oauth.py).
+    # OAuth settings (the flow lives in mcpsettings/oauth/).
     oauth_issuer_url = models.URLField(max_length=2048, blank=True)
     registration_mode = models.CharField(max_length=10, choices=RegistrationMode.choices, default=RegistrationMode.DCR)
     scopes = models.JSONField(default=list, blank=True)
@@ -334,7 +334,7 @@ class OrgServerContextQuerySet(models.QuerySet):
         return self.filter(organization__in=_user_org_ids(user), server__in=McpServer.objects.visible_to(user).live())
 
     def manageable_by(self, user) -> OrgServerContextQuerySet:
-        return self.filter(organization__in=Organization.objects.administered_by(user).values("pk"))
+        return self.filter(organization__in=Organization.objects.manageable_by(user).values("pk"))
 
 
 class OrgServerContext(models.Model):

@@ -64,8 +64,8 @@ def instructions_for(user) -> list[McpServer]:
 
 def administered_orgs_seeing(user, server: McpServer) -> list[Organization]:
     """Orgs the user administers whose members can see this server: where they may set org context."""
-    orgs = Organization.objects.administered_by(user)
-    return [o for o in orgs if McpServer.objects.visible_to_org(o).filter(pk=server.pk).exists()]
+    orgs = Organization.objects.manageable_by(user)
+    return [o for o in orgs if McpServer.objects.for_org(o).filter(pk=server.pk).exists()]
 
 
 def gateways_for(user, *, deleted: bool = False) -> QuerySet[Gateway]:
@@ -80,3 +80,12 @@ def gateway_for(user, pk, *, include_deleted: bool = False) -> Gateway:
     if not include_deleted:
         qs = qs.live()
     return qs.prefetch_related("sources").get(pk=pk)
+
+
+def org_servers(organization: Organization) -> list[McpServer]:
+    """An org's live servers, each with the org's context for it (`org_context`), for the org page."""
+    servers = list(McpServer.objects.for_org(organization).live().order_by("name"))
+    contexts = dict(OrgServerContext.objects.filter(organization=organization).values_list("server_id", "context"))
+    for server in servers:
+        server.org_context = contexts.get(server.pk, "")
+    return servers

@@ -142,7 +142,7 @@ class Target:
 
 
 def private_networks_allowed() -> bool:
-    return bool(getattr(settings, "MCP_ALLOW_PRIVATE_NETWORKS", False))
+    return bool(settings.MCP_ALLOW_PRIVATE_NETWORKS)
 
 
 def parse_ip_literal(host: str) -> IPAddress | None:

@@ -84,7 +84,7 @@ def server_new(request: HttpRequest) -> HttpResponse:
         oauth_data = {k: data.pop(k) for k in OAUTH_FIELDS}
         organization = None
         if owner not in (PERSONAL, GLOBAL):
-            organization = Organization.objects.administered_by(request.user).filter(slug=owner).first()
+            organization = Organization.objects.manageable_by(request.user).filter(slug=owner).first()
         try:
             server = services.server_create(
                 actor=request.user,
@@ -208,7 +208,7 @@ def server_restore(request: HttpRequest, pk) -> HttpResponse:
 def server_context(request: HttpRequest, pk) -> HttpResponse:
     server = _server(request, pk)
     slug = request.POST.get("org", "")
-    org = Organization.objects.administered_by(request.user).filter(slug=slug).first()
+    org = Organization.objects.manageable_by(request.user).filter(slug=slug).first()
     if org is None:
         raise Http404("No such organization.")
     context_text = request.POST.get(f"ctx-{slug}-context", "")

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 from django.utils import timezone
@@ -27,7 +26,7 @@ from governance.api.serializers import (
     UsageListSerializer,
     UsageSerializer,
 )
-from governance.models import ApprovalRequest, ApprovalStatus, RequestLog, UsageDaily
+from governance.models import ApprovalRequest, ApprovalStatus, UsageDaily
 from mcpsettings.models import McpServer, McpTool
 from mcpsettings.selectors import server_for
 
@@ -187,15 +186,8 @@ class LogListView(APIView):
         operation_id="logs_list",
     )
     def get(self, request):
-        qs = RequestLog.objects.visible_to(request.user)
-        server = request.query_params.get("server")
-        if server:
-            try:
-                qs = qs.filter(server_id=uuid.UUID(server))
-            except ValueError:
-                return Response({"server": ["Give a server id."]}, status=status.HTTP_400_BAD_REQUEST)
-        if request.query_params.get("status"):
-            qs = qs.filter(status=request.query_params["status"])
+        params = request.query_params
+        qs = selectors.request_logs_for(request.user, server=params.get("server", ""), status=params.get("status", ""))
         paginator = LogPagination()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(RequestLogSerializer(page, many=True).data)

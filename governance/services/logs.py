@@ -8,7 +8,6 @@ in the same transaction) and completed with its usage afterwards (`request_log_c
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import time
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from django.db.models import F, Func, JSONField
 from django.utils import timezone
 
 from accounts.jsonsafe import clean_text
+from accounts.ratelimit import valid_ip
 from accounts.redaction import redact_for_storage, redact_text
 from governance.models import LATENCY_BUCKETS_MS, RequestLog, UsageDaily, latency_bucket
 from governance.services.approvals import once_approval_use
@@ -28,14 +28,6 @@ from mcpsettings.models import McpServer
 
 RUNNING = "running"
 UNFINISHED = "unfinished"
-
-
-def valid_ip(value: str | None) -> str | None:
-    """Only a well-formed address is stored; anything else (a forged header) is dropped, never a 500."""
-    try:
-        return str(ipaddress.ip_address((value or "").strip())) if value else None
-    except ValueError:
-        return None
 
 
 @dataclass

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
 
+from accounts.web import public_url
 from mcpsettings import ssrf
 from mcpsettings.models import McpServer, OAuthClient, RegistrationMode
 from mcpsettings.oauth.metadata import AuthServer, OAuthError, http_session, request_timeout, require_secure
@@ -28,12 +29,9 @@ log = logging.getLogger(__name__)
 
 
 def public_base_url(request=None) -> str:
-    base = getattr(settings, "GATEHOUSE_PUBLIC_URL", "") or ""
-    if base:
-        return base.rstrip("/")
-    if request is None:
+    if request is None and not settings.GATEHOUSE_PUBLIC_URL:
         raise OAuthError("Set GATEHOUSE_PUBLIC_URL so Gatehouse knows its own address.")
-    return request.build_absolute_uri("/").rstrip("/")
+    return public_url(request, "/").rstrip("/")
 
 
 def redirect_uri(request=None) -> str:

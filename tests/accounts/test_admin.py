@@ -289,7 +289,7 @@ def test_superuser_revokes_keys_with_an_action(client, world):
 
 def test_org_scoping_queryset_methods(world):
     admin_a = world["admin_a"]
-    assert list(Organization.objects.administered_by(admin_a)) == [world["a"]]
+    assert list(Organization.objects.manageable_by(admin_a)) == [world["a"]]
     assert world["member_b"] not in User.objects.manageable_by(admin_a)
     assert set(User.objects.manageable_by(admin_a)) == {admin_a, world["member_a"]}
 

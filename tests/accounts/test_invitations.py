@@ -318,7 +318,7 @@ def test_invited_before_signing_up(client, org, owner):
 
 def test_guests_have_no_invitations(org, owner):
     services.invitation_create(actor=owner, organization=org, email="g@example.com", role="viewer")
-    assert not Invitation.objects.addressed_to(GuestFactory()).exists()
+    assert not Invitation.objects.visible_to(GuestFactory()).exists()
 
 
 def test_the_link_token_never_reaches_the_logs_or_the_database(client, org, owner, outsider, bob, caplog):
