@@ -173,10 +173,13 @@ class InvitationQuerySet(models.QuerySet):
         return self.filter(organization__in=Organization.objects.manageable_by(user))
 
     def visible_to(self, user) -> InvitationQuerySet:
-        """Invitations sent to this registered user's email. Guests have none until they claim."""
+        """Invitations sent to this registered user's email. Guests have none until they claim.
+
+        Only invitations sent after the account existed: Gatehouse does not verify emails, so someone who
+        signs up with an invited address later needs the link (which went to the real invitee)."""
         if not user.is_authenticated or user.is_guest or not user.email:
             return self.none()
-        return self.filter(email=user.email.lower())
+        return self.filter(email=user.email.lower(), created_at__gt=user.date_joined)
 
     def open(self) -> InvitationQuerySet:
         return self.filter(

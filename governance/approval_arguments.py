@@ -183,8 +183,8 @@ class Shown:
 
     @property
     def once_allowed(self) -> bool:
-        """Allow-once needs the person to see everything it lets run."""
-        return self.available or self.complete
+        """Allow-once needs the person to see everything it lets run: hidden values revealed first."""
+        return (self.available or self.complete) and (not self.hidden or self.revealed)
 
 
 def shown(req, *, reveal: bool = False, secrets: list[str] | None = None) -> Shown:

@@ -122,8 +122,8 @@ def _refusal(facts: CallFacts) -> tuple[CallResult | None, ToolView | None]:
         # Refused before the upstream sees it: Gatehouse records exactly what runs, or it does not run.
         sentence = f"The call was refused: {problem}. Gatehouse records every call exactly and cannot store this."
         return _refuse(facts, "invalid_arguments", sentence), None
-    view = tool_view(facts.user, server, facts.tool, light=True)
-    if view is None:
+    view = tool_view(facts.user, server, facts.tool, light=True) if not jsonsafe.unstorable(facts.tool) else None
+    if view is None:  # no such tool (a name no database could hold, NUL and all, is none either)
         return _refuse(facts, "not_found", "This server has no such tool."), None
     if not view.enabled:
         return _refuse(facts, "tool_disabled", "This tool is disabled."), None
@@ -192,6 +192,15 @@ def _run(facts: CallFacts, entry: RequestLog, credential: Credential | None) -> 
         code = UPSTREAM_CODES.get(exc.kind, "upstream_error")
         warning = _complete(entry, facts, {"detail": message, "code": code}, code, error=message)
         return CallResult(UPSTREAM_ERROR, code, message, request_id=entry.pk, warning=warning)
+    except Exception:
+        # Anything else (a bug, a hostile OAuth provider's answer) must still complete the opened row, or
+        # it would later be settled as "ran, unrecorded" — the agent gets a clear error, the log the truth.
+        log.exception("A call to server %s failed inside Gatehouse.", facts.server.pk)
+        message = "Gatehouse failed while calling the server; the call may not have reached it."
+        warning = _complete(
+            entry, facts, {"detail": message, "code": "upstream_error"}, "upstream_error", error=message
+        )
+        return CallResult(UPSTREAM_ERROR, "upstream_error", message, request_id=entry.pk, warning=warning)
     # What goes back to the agent keeps its shape; only secrets Gatehouse holds for this server are cut.
     result = cut_secrets(result, facts.secrets)
     label = "tool_error" if result.get("isError") else "ok"

@@ -13,6 +13,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
 
+from accounts.models import Organization
 from governance.models import ApprovalType, RequestLog, ToolApproval, ToolPermission
 from mcpsettings.models import McpServer, McpTool
 
@@ -149,19 +150,26 @@ def tool_view(user, server: McpServer, tool_name: str, *, light: bool = False) -
 SEPARATOR = "__"  # `<server-slug>__<tool>`; slugs never contain "_", so the first "__" always ends the slug
 
 
-def server_slugs(servers: list[McpServer], user=None) -> dict:
+def server_slugs(servers: list[McpServer], user=None, *, member_of: set | None = None) -> dict:
     """A short, unique, stable slug per server (for `<server-slug>__<tool>` names).
 
     Slugs use only a-z, 0-9 and single "-" (never "_"), so a qualified name splits one way only. The
-    user's own servers choose first, then their orgs' servers, then operator-run ones, each oldest first:
-    a server of another owner can never take the plain slug of the user's own. A repeated slug gets a
-    suffix from the server's id (stable: ids do not change).
+    user's own servers choose first, then the servers of orgs they belong to (`member_of`), then servers
+    shared in from other orgs, then operator-run ones, each oldest first: another owner's server never
+    takes the plain slug of the user's own. A repeated slug gets a suffix from the server's id (stable:
+    ids do not change). Callers pass every server the user can see, switched off and trashed ones too, so
+    a name never moves to another server when one is switched off.
     """
-    user_id = getattr(user, "pk", None)
+    user_id, member_of = getattr(user, "pk", None), member_of or set()
 
     def rank(server: McpServer) -> tuple:
-        own = server.owner_id is not None and server.owner_id == user_id
-        return (0 if own else 1 if server.organization_id else 2, server.created_at, str(server.pk))
+        if server.owner_id is not None and server.owner_id == user_id:
+            group = 0
+        elif server.organization_id is not None:
+            group = 1 if server.organization_id in member_of else 2
+        else:
+            group = 3
+        return (group, server.created_at, str(server.pk))
 
     slugs: dict = {}
     taken: set[str] = set()
@@ -176,18 +184,27 @@ def server_slugs(servers: list[McpServer], user=None) -> dict:
     return slugs
 
 
+def slugs_for(user) -> dict:
+    """Every slug the user's qualified names use, over all servers they can see (two queries)."""
+    visible = McpServer.objects.visible_to(user).only("id", "name", "owner_id", "organization_id", "created_at")
+    member_of = set(Organization.objects.filter(memberships__user=user).values_list("pk", flat=True))
+    return server_slugs(list(visible), user, member_of=member_of)
+
+
 def qualified_name(slug: str, tool: str) -> str:
     return f"{slug}{SEPARATOR}{tool}"
 
 
 def resolve_qualified(user, name: str, *, server_ids=None) -> tuple[McpServer, str] | None:
-    """The (server, tool name) a qualified name denotes for this user, or None."""
+    """The (server, tool name) a qualified name denotes for this user, or None. A server that is switched
+    off keeps its name (the call is then refused as inactive); a trashed one's name leads nowhere."""
     slug, sep, tool = name.partition(SEPARATOR)
     if not sep or not tool or not slug:
         return None
-    servers = usable_servers(user, server_ids=server_ids)
-    slugs = server_slugs(servers, user)
-    server = next((s for s in servers if slugs[s.pk] == slug), None)
+    pk = next((pk for pk, s in slugs_for(user).items() if s == slug), None)
+    if pk is None or (server_ids is not None and pk not in set(server_ids)):
+        return None
+    server = McpServer.objects.live().select_related("organization").filter(pk=pk).first()
     return (server, tool) if server is not None else None
 
 

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from accounts import jsonsafe
 from accounts.jsonsafe import clean_text
-from accounts.redaction import cut_secrets, redact_text
+from accounts.redaction import cut_secrets, redact, redact_text
 from accounts.services import audit_record
 from mcpsettings.mcp_client import McpClient, McpError
 from mcpsettings.models import AuthType, McpServer, McpTool, ServerStatus
@@ -71,11 +71,13 @@ def discover(server: McpServer, *, actor=None, ip: str | None = None) -> Discove
     secrets = server_secrets(server)
     tools, set_aside = screen_tools(cut_secrets(tools, secrets))
     description.instructions = cut_secrets(clean_text(description.instructions), secrets)
-    description.server_info = cut_secrets(description.server_info, secrets)
+    description.server_info = redact(description.server_info, secrets, by_key=False)
+    description.capabilities = redact(description.capabilities, secrets, by_key=False)
     return _record_success(server, description, tools, set_aside=set_aside, actor=actor, ip=ip)
 
 
-TOOL_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")  # the MCP spec's tool-name alphabet and length
+# The MCP spec's tool-name alphabet and length; "." and ".." are refused too (URLs would resolve them away).
+TOOL_NAME_RE = re.compile(r"^(?!\.+$)[A-Za-z0-9_.-]{1,128}$")
 MAX_TOOL_TEXT = 64 * 1024  # description, title
 MAX_TOOL_JSON = 256 * 1024  # the tool's whole definition, serialized
 MAX_TOOL_DEPTH = 32
@@ -85,7 +87,7 @@ def tool_problem(tool: dict[str, Any]) -> str | None:
     """Why an upstream tool definition cannot be accepted as it is (None: it can)."""
     name = tool.get("name")
     if not isinstance(name, str) or not TOOL_NAME_RE.match(name):
-        return "its name is not 1–128 letters, digits, '_', '-' or '.' (the MCP spec's tool names)"
+        return "its name is not 1–128 letters, digits, '_', '-' or '.' (the MCP spec's tool names), nor only dots"
     for key in ("title", "description"):
         if tool.get(key) is not None and not isinstance(tool.get(key), str):
             return f"its {key} is not text"

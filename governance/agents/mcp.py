@@ -24,9 +24,10 @@ from rest_framework.exceptions import AuthenticationFailed, Throttled
 from accounts import jsonsafe
 from accounts.authentication import key_from_header, resolve_api_key
 from accounts.ratelimit import client_ip
+from accounts.redaction import redact
 from governance import calls
 from governance.agents.common import approve_url, request_facts
-from governance.selectors import qualified_name, resolve_qualified, server_slugs, tool_views, usable_servers
+from governance.selectors import qualified_name, resolve_qualified, slugs_for, tool_views, usable_servers
 from mcpsettings import selectors as mcp_selectors
 from mcpsettings import services
 from mcpsettings.mcp_client.protocol import (
@@ -353,7 +354,8 @@ def _initialize(ctx: Context, params: dict):
 
 
 def _small(value: dict) -> dict:
-    return value if len(json.dumps(value, default=str)) < 8192 else {}
+    """What a client says about itself, kept only when small, and storable (NUL, surrogates, depth)."""
+    return redact(value, by_key=False) if len(json.dumps(value, default=str)) < 8192 else {}
 
 
 def _servers(ctx: Context):
@@ -365,7 +367,7 @@ def _servers(ctx: Context):
 
 def _catalog(ctx: Context) -> list[tuple[str, Any]]:
     servers = _servers(ctx)
-    slugs = server_slugs(servers, ctx.user)
+    slugs = slugs_for(ctx.user)
     catalog, seen = [], set()
     for view in tool_views(ctx.user, servers):
         name = qualified_name(slugs[view.server.pk], view.tool.name)

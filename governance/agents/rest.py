@@ -49,7 +49,7 @@ class AgentToolsView(APIView):
     @extend_schema(responses=AgentToolListSerializer, operation_id="tools_list")
     def get(self, request):
         servers = selectors.usable_servers(request.user)
-        slugs = selectors.server_slugs(servers, request.user)
+        slugs = selectors.slugs_for(request.user)
         tools = [agent_tool(v, slugs[v.server.pk]) for v in selectors.tool_views(request.user, servers) if v.enabled]
         return Response({"tools": tools, "count": len(tools)})
 

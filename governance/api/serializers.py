@@ -109,9 +109,9 @@ class ApprovalSerializer(serializers.ModelSerializer):
 class ApprovalDetailSerializer(ApprovalSerializer):
     """One request, with what "once" would let run: its digest, and (asked for) the full arguments."""
 
-    arguments_digest = serializers.CharField(
-        read_only=True,
-        help_text="SHA-256 the approval is bound to; send it back with a decision to prove what you saw.",
+    arguments_digest = serializers.SerializerMethodField(
+        help_text="SHA-256 the approval is bound to; send it back with a decision to prove what you saw. Given only "
+        "when what you are shown is everything (`arguments_complete`) or with ?reveal=true: allowing once needs it."
     )
     arguments_available = serializers.SerializerMethodField(
         help_text="Whether the full arguments are held (while the request is pending or approved once, unused)."
@@ -124,6 +124,13 @@ class ApprovalDetailSerializer(ApprovalSerializer):
     class Meta(ApprovalSerializer.Meta):
         fields = [*ApprovalSerializer.Meta.fields, "arguments_digest", "arguments_available", "arguments_full"]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_arguments_digest(self, obj) -> str | None:
+        revealed = self.context.get("revealed")
+        if (revealed is not None and revealed.available) or approval_arguments.preview_is_complete(obj):
+            return obj.arguments_digest
+        return None
 
     def get_arguments_available(self, obj) -> bool:
         return approval_arguments.full_arguments(obj) is not None

@@ -145,9 +145,10 @@ def _check_decision(actor, req: ApprovalRequest, decision: str, arguments_digest
         raise ValidationError({"arguments_digest": DIGEST_MISMATCH})
     if decision == "once":
         shown = approval_arguments.shown(req)
-        if not shown.once_allowed:
+        if not (shown.available or shown.complete):
             raise ValidationError({"decision": ONCE_UNSEEN})
-        if not shown.complete and arguments_digest is None:
+        # Something was hidden or cut in the default view: only the digest of the revealed view allows once.
+        if (shown.hidden or not shown.complete) and arguments_digest is None:
             raise ValidationError({"arguments_digest": DIGEST_NEEDED})
 
 

@@ -101,13 +101,17 @@ def request_log_open(facts: CallFacts, *, once_digest: str | None = None) -> Req
 def request_log_complete(
     entry: RequestLog, facts: CallFacts, *, response, status: str, status_code: int, error: str
 ) -> None:
-    """Finish the row opened before the upstream call, and count it, in one transaction."""
+    """Finish the row opened before the upstream call, and count it, in one transaction. A row that
+    request_logs_settle already marked (a very slow call) gets its real outcome but is not counted twice."""
     entry.duration_ms = facts.duration_ms()
     entry.response_body = redact_for_storage(response, facts.secrets)
     entry.status, entry.status_code = status[:20], status_code
     entry.error_message = redact_text(error, facts.secrets)
-    entry.save(update_fields=["duration_ms", "response_body", "status", "status_code", "error_message"])
-    _count_usage(server=facts.server, user=facts.user, ok=200 <= status_code < 300, duration=entry.duration_ms)
+    fields = {f: getattr(entry, f) for f in ("duration_ms", "response_body", "status", "status_code", "error_message")}
+    if RequestLog.objects.filter(pk=entry.pk, status=RUNNING).update(**fields):
+        _count_usage(server=facts.server, user=facts.user, ok=200 <= status_code < 300, duration=entry.duration_ms)
+    else:
+        RequestLog.objects.filter(pk=entry.pk).update(**fields)
 
 
 def request_logs_settle(*, older_than: timedelta | None = None) -> int:

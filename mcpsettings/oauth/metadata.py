@@ -9,7 +9,6 @@ fetches the other modules use: every URL goes through the SSRF-pinned session an
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from django.conf import settings
 
+from accounts import jsonsafe
 from mcpsettings import safehttp, ssrf
 from mcpsettings.models import McpServer
 
@@ -90,8 +90,8 @@ def get_json(url: str, *, optional: bool = False) -> dict | None:
     if len(body) > MAX_METADATA_BYTES:
         raise OAuthError("The OAuth metadata document is too large.")
     try:
-        data = json.loads(body)
-    except ValueError:
+        data = jsonsafe.loads(body)
+    except ValueError:  # jsonsafe.UnsafeJSON too (deep, out-of-range): never a RecursionError
         if optional:
             return None
         raise OAuthError(f"{urlsplit(url).path} on {urlsplit(url).netloc} is not JSON.") from None
@@ -117,7 +117,7 @@ def post_form(url: str, data: dict[str, str], *, auth: tuple[str, str] | None = 
         reason = safehttp.ssrf_reason(exc)
         raise OAuthError(reason or f"Could not reach {urlsplit(url).netloc}.") from None
     try:
-        payload = res.json() if res.content else {}
+        payload = jsonsafe.loads(res.content) if res.content else {}
     except ValueError:
         payload = {}
     return res.status_code, payload if isinstance(payload, dict) else {}

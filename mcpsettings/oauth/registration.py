@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
 
+from accounts import jsonsafe
 from accounts.web import public_url
 from mcpsettings import ssrf
 from mcpsettings.models import McpServer, OAuthClient, RegistrationMode
@@ -114,7 +115,7 @@ def _register(auth: AuthServer, request=None) -> dict[str, Any]:
     try:
         with http_session() as http:
             res = http.post(endpoint, json=body, timeout=request_timeout(), allow_redirects=False)
-        data = res.json() if res.content else {}
+        data = jsonsafe.loads(res.content) if res.content else {}
     except (requests.RequestException, ValueError):
         raise OAuthError("Dynamic client registration failed: the authorization server did not answer.") from None
     if res.status_code not in (200, 201) or not isinstance(data, dict) or not data.get("client_id"):

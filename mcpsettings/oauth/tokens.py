@@ -73,7 +73,7 @@ def _apply_token_response(cred: Credential, payload: dict, *, default_scopes: li
     expires_in = payload.get("expires_in")
     try:
         cred.expires_at = timezone.now() + timedelta(seconds=int(expires_in)) if expires_in is not None else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # a hostile provider's 1e14 must not become a 500
         cred.expires_at = None
     scope = payload.get("scope")
     cred.scopes = scope.split() if isinstance(scope, str) and scope else list(default_scopes)

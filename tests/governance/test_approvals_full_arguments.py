@@ -80,9 +80,13 @@ def test_the_inbox_shows_the_full_arguments_with_secret_keys_masked(client, owne
     assert PASSWORD not in html and "[HIDDEN]" in html and "Reveal hidden values" in html
     assert CANARY not in html and "[STORED CREDENTIAL]" in html
     assert "The stored preview was truncated" in html and f"{len(req.arguments_full)} characters" in html
-    assert f'name="arguments_digest" value="{req.arguments_digest}"' in html
+    # Values are hidden, so "Allow once" is offered only once they are revealed (review finding).
+    assert 'name="arguments_digest"' not in html and 'value="once"' not in html
+    assert "reveal the hidden values</a> first" in html
     assert f'href="/approvals/{req.pk}/?reveal=1"' in html
     assert "no-store" in res["Cache-Control"]
+    revealed = client.get(f"/approvals/{req.pk}/", {"reveal": "1"}).content.decode()
+    assert f'name="arguments_digest" value="{req.arguments_digest}"' in revealed and 'value="once"' in revealed
 
 
 def test_reveal_shows_hidden_values_to_the_owner_only(client, owner, teammate, outsider, server):
@@ -130,8 +134,7 @@ def test_deciding_on_other_arguments_than_shown_is_refused(client, owner, owner_
     )
     assert retry.status_code == 200, retry.content
     assert peer.server.calls[-1] == ("echo", {"text": LONG})
-    # Used up: opening the inbox forgets the full arguments of what can no longer run.
-    client.get("/approvals/")
+    # Used up: the full arguments are forgotten as the once-grant is used.
     req.refresh_from_db()
     assert req.status == "consumed" and req.arguments_full == "" and raw_column(req) == ""
 
@@ -141,7 +144,7 @@ def test_api_says_when_the_preview_is_incomplete_and_reveals_on_request(owner, o
     plain = ask(owner_api, server, tool="mood")
     body = owner_api.get(f"/api/v1/approvals/{req.pk}").json()
     assert body["arguments_complete"] is False and body["arguments_available"] is True
-    assert body["arguments_full"] is None and body["arguments_digest"] == req.arguments_digest
+    assert body["arguments_full"] is None and body["arguments_digest"] is None  # only the revealed view gives it
     assert body["arguments"]["password"] == "[REDACTED]"  # the preview keeps its contract
     assert owner_api.get(f"/api/v1/approvals/{plain.pk}").json()["arguments_complete"] is True
     listed = {a["id"]: a for a in owner_api.get("/api/v1/approvals").json()["approvals"]}
@@ -150,6 +153,7 @@ def test_api_says_when_the_preview_is_incomplete_and_reveals_on_request(owner, o
     res = owner_api.get(f"/api/v1/approvals/{req.pk}", {"reveal": "true"})
     assert res.status_code == 200 and "no-store" in res["Cache-Control"]
     assert res.json()["arguments_full"] == {**ARGS, "note": "use [STORED CREDENTIAL] here"}
+    assert res.json()["arguments_digest"] == req.arguments_digest
     # An agent's key (read/call) may not reveal, nor decide.
     agent = key_client(owner, scopes=("read", "call"))
     assert agent.get(f"/api/v1/approvals/{req.pk}", {"reveal": "true"}).status_code == 403

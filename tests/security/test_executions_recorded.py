@@ -163,7 +163,7 @@ def test_database_failing_at_each_step_keeps_executions_equal_to_rows(monkeypatc
     breakers = {
         "open_row": lambda: _break(monkeypatch, RequestLog.objects, "create"),
         "use_once_approval": lambda: _break(monkeypatch, log_services, "once_approval_use"),
-        "complete_row": lambda: _break(monkeypatch, RequestLog, "save"),
+        "complete_row": lambda: _break(monkeypatch, services, "request_log_complete"),
         "count_usage_update": lambda: _break(monkeypatch, log_services, "HistogramIncrement"),
         "count_usage_create": lambda: _break(monkeypatch, UsageDaily.objects, "create"),
     }
@@ -219,3 +219,32 @@ def test_malformed_forwarded_for_behind_a_proxy_still_records_the_call(settings,
     assert_invariant(upstream, target)
     entry = RequestLog.objects.get(server=target)
     assert entry.status == "ok" and entry.ip in (None, "127.0.0.1", "10.0.0.1")  # never the forged text
+
+
+def test_a_call_slower_than_the_settle_cutoff_is_counted_once(owner, target):
+    """request_logs_settle marks a row that is still running; when the slow call then completes, the row
+    gets its real outcome and usage is not counted twice."""
+    facts = services.CallFacts(
+        user=owner, api_key=None, server=target, tool="t", arguments={}, secrets=[], ip=None, user_agent="", via="api"
+    )
+    entry = services.request_log_open(facts)
+    assert services.request_logs_settle(older_than=timezone.timedelta(0)) == 1
+    services.request_log_complete(entry, facts, response={"content": []}, status="ok", status_code=200, error="")
+    entry.refresh_from_db()
+    assert entry.status == "ok"
+    assert sum(UsageDaily.objects.filter(server=target).values_list("request_count", flat=True)) == 1
+
+
+def test_an_unexpected_failure_inside_gatehouse_completes_the_row(monkeypatch, owner, upstream, target):
+    """Not an McpError (a bug, a hostile OAuth answer): the opened row is completed, never left running."""
+
+    def boom(*args, **kwargs):
+        raise OverflowError("int too large")
+
+    monkeypatch.setattr(calls.upstream, "with_client", boom)
+    res = key_client(owner).post(
+        "/api/v1/tools/call", {"server": str(target.pk), "tool": "t", "arguments": {}}, format="json"
+    )
+    assert res.status_code == 502 and res.json()["code"] == "upstream_error"
+    entry = RequestLog.objects.get(server=target)
+    assert entry.status == "upstream_error" and "may not have reached" in entry.error_message

@@ -46,6 +46,7 @@ GOOD = {"name": "fine", "description": "A good tool.", "inputSchema": {"type": "
         ({"name": "x" * 300, "inputSchema": {}}, "name is not"),
         ({"name": "", "inputSchema": {}}, "name is not"),
         ({"name": "has space", "inputSchema": {}}, "name is not"),
+        ({"name": "..", "inputSchema": {}}, "name is not"),
         ({"name": "nul", "description": "a\u0000b", "inputSchema": {}}, "NUL"),
         ({"name": "nulschema", "inputSchema": {"properties": {"a\u0000": {}}}}, "NUL"),
         (

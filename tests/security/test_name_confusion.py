@@ -104,3 +104,23 @@ def test_rest_call_accepts_the_listed_qualified_name(owner, upstream):
     assert res.status_code == 404 and res.json()["code"] == "not_found"  # no such server: refused and logged
     res = client.post("/api/v1/tools/call", {"tool": "plain", "arguments": {}}, format="json")
     assert res.status_code == 400 and "tool" in res.json()
+
+
+def test_a_name_never_moves_to_another_server_when_one_is_switched_off(owner, org, upstream):
+    """My own "GitHub" is `github`; switching it off must not hand `github__t` to the org's server."""
+    theirs = with_tool(make_server(owner, name="GitHub", endpoint_url=upstream.url("run"), organization=org))
+    from accounts.models import Membership
+    from tests.factories import UserFactory
+
+    me = UserFactory(email="me2@example.com")
+    Membership.objects.create(user=me, organization=org, role="developer")
+    mine = with_tool(make_server(me, name="GitHub", endpoint_url=upstream.url("run")))
+    ToolApproval.objects.create(user=me, server=theirs, tool_name="t", approval_type="always")
+    McpServer.objects.filter(pk=mine.pk).update(is_active=False)
+    client = key_client(me)
+    names = {t["qualified_name"] for t in client.get("/api/v1/tools").json()["tools"]}
+    assert "github__t" not in names and any(n.startswith("github-") for n in names)
+    before = upstream.executions
+    res = mcp(client, "tools/call", {"name": "github__t", "arguments": {}})
+    assert res["result"]["isError"] is True and "switched off" in res["result"]["content"][0]["text"]
+    assert upstream.executions == before  # the org's server was never called under my server's name
