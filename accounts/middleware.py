@@ -22,6 +22,8 @@ class RejectNulMiddleware:
 def _has_nul(request) -> bool:
     if "\x00" in request.path or "%00" in request.META.get("QUERY_STRING", ""):
         return True
+    if request.path.startswith(("/api/", "/mcp")):
+        return False  # JSON endpoints: their parsers judge the body (reading a form here would consume it)
     if request.method == "POST" and request.content_type in (
         "application/x-www-form-urlencoded",
         "multipart/form-data",

@@ -50,6 +50,7 @@ PAGE_SIZE = 200
 MAX_BODY = 1024 * 1024
 # Refusals an agent should read as "no such tool" (a disabled tool does not exist for it), or as bad params.
 UNKNOWN_TOOL = ("not_found", "tool_disabled")
+WARNING_META = "io.gatehouse/warning"
 
 
 class RpcError(Exception):
@@ -430,6 +431,8 @@ def _tools_call(ctx: Context, params: dict) -> dict:
 def _call_answer(ctx: Context, name: str, result: calls.CallResult) -> dict:
     """The governed call's result as MCP: a tool result, an unknown-tool error, or an approval link."""
     if result.kind == calls.ALLOWED:
+        if result.warning:  # the tool ran but its record is incomplete: never a silent "retry me"
+            return {**result.result, "_meta": {**(result.result.get("_meta") or {}), WARNING_META: result.warning}}
         return result.result
     if result.kind == calls.PENDING:
         return _approval_needed(ctx, result)
@@ -437,7 +440,8 @@ def _call_answer(ctx: Context, name: str, result: calls.CallResult) -> dict:
         raise RpcError(INVALID_PARAMS, f"Unknown tool: {name[:200]}")
     if result.code == "invalid_arguments":
         raise RpcError(INVALID_PARAMS, result.detail)
-    return {"content": [{"type": "text", "text": result.detail or "The call failed."}], "isError": True}
+    text = " ".join(filter(None, [result.detail or "The call failed.", result.warning]))
+    return {"content": [{"type": "text", "text": text}], "isError": True}
 
 
 def _approval_needed(ctx: Context, result: calls.CallResult) -> dict:

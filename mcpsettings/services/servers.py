@@ -399,10 +399,12 @@ def _update_credentials(server: McpServer, data: dict[str, Any], token: str, old
     needs_token = server.auth_type in (AuthType.BEARER, AuthType.HEADER)
     shared = Credential.objects.filter(server=server, user__isnull=True)
     changed = False
-    if token:
-        changed = _set_credential(server, token)
-    elif data.get("clear_token") or (not needs_token and shared.exists()):
+    if not needs_token or data.get("clear_token"):
+        # A shared token left behind by another auth type would be lent to everyone: it goes, whatever
+        # else the request carried.
         changed = shared.delete()[0] > 0
+    if token and needs_token:
+        changed = _set_credential(server, token) or changed
     if changed:
         changes["token"] = [SECRET_MARK, SECRET_MARK]
     if old_type != server.auth_type and old_type == AuthType.OAUTH:

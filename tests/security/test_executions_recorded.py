@@ -248,3 +248,27 @@ def test_an_unexpected_failure_inside_gatehouse_completes_the_row(monkeypatch, o
     assert res.status_code == 502 and res.json()["code"] == "upstream_error"
     entry = RequestLog.objects.get(server=target)
     assert entry.status == "upstream_error" and "may not have reached" in entry.error_message
+
+
+def test_mcp_answers_carry_the_do_not_retry_warning(monkeypatch, owner, upstream, target):
+    client = key_client(owner)
+    headers = {"HTTP_MCP_PROTOCOL_VERSION": "2026-07-28"}
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+    listing = client.post(
+        "/mcp",
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": meta}},
+        format="json",
+        HTTP_MCP_METHOD="tools/list",
+        **headers,
+    ).json()
+    name = next(t["name"] for t in listing["result"]["tools"] if t["name"].endswith("__t"))
+    _break(monkeypatch, services, "request_log_complete")
+    res = client.post(
+        "/mcp",
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": name, "arguments": {}, "_meta": meta}},
+        format="json",
+        HTTP_MCP_METHOD="tools/call",
+        HTTP_MCP_NAME=name,
+        **headers,
+    ).json()
+    assert "Do not retry" in res["result"]["_meta"]["io.gatehouse/warning"]

@@ -126,3 +126,17 @@ def test_nul_in_a_form_is_a_clean_400(owner, bearer_server):
     res = web.post(f"/settings/mcps/{bearer_server.pk}/edit/", {"name": "a\u0000b"})
     assert res.status_code == 400
     assert McpServer.objects.get(pk=bearer_server.pk).name == "Shared"
+
+
+def test_switching_to_oauth_with_a_token_in_the_same_request_still_drops_the_shared_token(owner, bearer_server):
+    res = key_client(owner).patch(
+        f"/api/v1/settings/mcps/{bearer_server.pk}", {"auth_type": "oauth", "token": "new-token-x1"}, format="json"
+    )
+    assert res.status_code == 200
+    assert not Credential.objects.filter(server=bearer_server).exists()
+
+
+def test_a_multipart_post_to_mcp_is_a_clean_error(owner):
+    client = key_client(owner)
+    res = client.post("/mcp", {"a": "b"}, format="multipart")
+    assert res.status_code == 400
