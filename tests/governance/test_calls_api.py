@@ -284,3 +284,29 @@ def test_tools_endpoint_runs_a_constant_number_of_queries(owner, servers_n, tool
     with django_assert_max_num_queries(8):  # +2: slugs over every visible server (stable names)
         res = client.get("/api/v1/tools")
     assert res.json()["count"] == servers_n * tools_n
+
+
+def test_a_governed_call_runs_a_fixed_number_of_queries(owner, owner_api, server, django_assert_max_num_queries):
+    """API key, server, credentials, permissions, approval, tool; then the row opened and completed with usage.
+    (Savepoints count here; in production each of the two writes is its own short transaction.)"""
+    allow(owner, server, "echo")
+    assert call(owner_api, server, "echo", {"text": "warm"}).status_code == 200
+    with django_assert_max_num_queries(13):
+        assert call(owner_api, server, "echo", {"text": "hi"}).status_code == 200
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "peer__echo", "arguments": {"text": "x"}, "_meta": meta},
+    }
+    with django_assert_max_num_queries(15):  # + the slugs over every visible server (stable qualified names)
+        res = owner_api.post(
+            "/mcp",
+            body,
+            format="json",
+            HTTP_MCP_PROTOCOL_VERSION="2026-07-28",
+            HTTP_MCP_METHOD="tools/call",
+            HTTP_MCP_NAME="peer__echo",
+        )
+    assert res.json()["result"]["isError"] is False
