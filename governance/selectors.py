@@ -238,3 +238,12 @@ def request_logs_for(user, *, server: str = "", status: str = "") -> QuerySet:
     if status:
         qs = qs.filter(status=status)
     return qs
+
+
+def tool_annotations(approvals) -> dict:
+    """{(server_id, tool name): annotations} for the tools of these approval requests (one query)."""
+    keys = {(a.server_id, a.tool_name) for a in approvals}
+    if not keys:
+        return {}
+    rows = McpTool.objects.filter(server_id__in={k[0] for k in keys}, name__in={k[1] for k in keys})
+    return {(t.server_id, t.name): t.annotations for t in rows}

@@ -18,7 +18,6 @@ from django.views.decorators.http import require_POST, require_safe
 from accounts.models import ApiKey, AuditEvent, Invitation, Membership, Organization
 from accounts.ratelimit import client_ip
 from governance import approval_arguments, selectors, services
-from governance.api.views import _annotations_for
 from governance.models import (
     ApprovalRequest,
     ApprovalStatus,
@@ -54,7 +53,7 @@ def approvals(request: HttpRequest) -> HttpResponse:
     qs = ApprovalRequest.objects.visible_to(request.user).select_related("server", "decided_by")
     pending = list(qs.in_status(ApprovalStatus.PENDING).order_by("created_at"))
     history = list(qs.exclude(pk__in=[p.pk for p in pending]).defer("arguments_full")[:100])
-    annotations = _annotations_for(pending + history)
+    annotations = selectors.tool_annotations(pending + history)
     for item in pending + history:
         item.annotations = annotations.get((item.server_id, item.tool_name), {})
     _show_arguments(pending)
@@ -71,7 +70,7 @@ def approval_detail(request: HttpRequest, pk) -> HttpResponse:
     item = ApprovalRequest.objects.visible_to(request.user).select_related("server", "decided_by").filter(pk=pk).first()
     if item is None:
         raise Http404("No such request.")
-    item.annotations = _annotations_for([item]).get((item.server_id, item.tool_name), {})
+    item.annotations = selectors.tool_annotations([item]).get((item.server_id, item.tool_name), {})
     _show_arguments([item], reveal=request.GET.get("reveal", "").lower() in ("1", "true", "yes"))
     return render(request, "governance/approval_detail.html", {"item": item, "decisions": DECISIONS})
 

@@ -87,3 +87,21 @@ def test_modules_and_functions_stay_small(app):
                 if node.end_lineno - node.lineno + 1 > 60 and name not in LONG_FUNCTIONS:
                     too_big.append(f"{name} has {node.end_lineno - node.lineno + 1} lines")
     assert too_big == []
+
+
+@pytest.mark.parametrize("app", LAYERS)
+def test_private_helpers_stay_in_their_app(app):
+    """`from other_app.module import _helper` couples apps through what was never meant to be shared."""
+    borrowed = [
+        f"{path.relative_to(ROOT)}:{node.lineno} imports {node.module}.{alias.name}"
+        for path, tree in modules(app)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+        and node.level == 0
+        and node.module
+        and node.module.split(".")[0] in LAYERS
+        and node.module.split(".")[0] != app
+        for alias in node.names
+        if alias.name.startswith("_") and not alias.name.startswith("__")
+    ]
+    assert borrowed == []

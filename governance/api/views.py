@@ -97,14 +97,6 @@ class ServerToolDetailView(APIView):
         return Response(server_tool(view))
 
 
-def _annotations_for(approvals) -> dict:
-    keys = {(a.server_id, a.tool_name) for a in approvals}
-    if not keys:
-        return {}
-    rows = McpTool.objects.filter(server_id__in={k[0] for k in keys}, name__in={k[1] for k in keys})
-    return {(t.server_id, t.name): t.annotations for t in rows}
-
-
 STATUS_PARAM = OpenApiParameter("status", str, enum=[s.value for s in ApprovalStatus])
 
 
@@ -118,7 +110,7 @@ class ApprovalListView(APIView):
                 return Response({"status": [f"Choose one of: {', '.join(ApprovalStatus.values)}."]}, status=400)
             qs = qs.in_status(wanted)
         items = list(qs[:500])
-        data = ApprovalSerializer(items, many=True, context={"annotations": _annotations_for(items)}).data
+        data = ApprovalSerializer(items, many=True, context={"annotations": selectors.tool_annotations(items)}).data
         return Response({"approvals": data, "count": len(data)})
 
 
@@ -138,7 +130,7 @@ class ApprovalDetailView(APIView):
     @extend_schema(parameters=[REVEAL_PARAM], responses=ApprovalDetailSerializer, operation_id="approvals_retrieve")
     def get(self, request, pk):
         item = _approval(request, pk)
-        context = {"annotations": _annotations_for([item])}
+        context = {"annotations": selectors.tool_annotations([item])}
         if query_flag(request, "reveal"):
             # Values under secret-looking keys are the person's to see, not an agent's with a read key.
             if isinstance(request.auth, ApiKey) and not request.auth.has_scope("manage"):
@@ -169,7 +161,7 @@ class ApprovalDecideView(APIView):
             arguments_digest=ser.validated_data.get("arguments_digest"),
             ip=client_ip(request),
         )
-        return Response(ApprovalSerializer(item, context={"annotations": _annotations_for([item])}).data)
+        return Response(ApprovalSerializer(item, context={"annotations": selectors.tool_annotations([item])}).data)
 
 
 class LogPagination(CursorPagination):
