@@ -118,3 +118,48 @@ def test_out_of_range_numbers_in_an_answer_are_a_protocol_error(number):
     with pytest.raises(McpError) as info:
         wire.read_json(fake_response(body, "application/json"), 10_000, float("inf"))
     assert info.value.kind == "protocol" and "cannot be accepted" in str(info.value)
+
+
+HOSTILE_TEXT = st.sampled_from(
+    ["\x00", "a\x00b", "\ud800", "x" * 300, "a/b", "..", "peer__\x00", "peer__a\ud800", "peer__" + "x" * 300, "__", ""]
+) | st.text(max_size=40)
+
+
+@pytest.fixture
+def session_client(db, owner):
+    """An MCP client in the handshake form (2025-06-18): a session, as most SDK clients use."""
+    from django.utils import timezone
+
+    from mcpsettings.models import McpTool
+    from tests.factories import make_api_key, make_server
+
+    server = make_server(owner, name="Peer")  # so `peer__<name>` reaches the governed call's own checks
+    McpTool.objects.create(server=server, name="t", digest="0" * 64, last_seen=timezone.now())
+    _, raw = make_api_key(owner)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    hello = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {"x": "\x00"}, "clientInfo": {"name": "a\x00b"}},
+    }
+    res = client.post("/mcp", json.dumps(hello), content_type="application/json")
+    assert res.status_code == 200, res.content  # NUL in what the client says about itself is stored cleaned
+    client.credentials(
+        HTTP_AUTHORIZATION=f"Bearer {raw}",
+        HTTP_MCP_SESSION_ID=res["Mcp-Session-Id"],
+        HTTP_MCP_PROTOCOL_VERSION="2025-06-18",
+    )
+    return client
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=HOSTILE_TEXT, arguments=JSON | st.dictionaries(HOSTILE_TEXT, HOSTILE_TEXT, max_size=3))
+def test_session_tools_call_with_hostile_names_and_arguments_never_500(session_client, name, arguments):
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
+    res = session_client.post(
+        "/mcp", json.dumps(body).encode("utf-8", "surrogatepass"), content_type="application/json"
+    )
+    assert res.status_code < 500, res.content
+    assert "error" in res.json() or "result" in res.json()
