@@ -38,7 +38,8 @@ def _scrub_string(value: str, secrets: list[str], notes: set[str] | None = None)
     return value
 
 
-def _secret_list(secrets: Iterable[str]) -> list[str]:
+def secret_list(secrets: Iterable[str]) -> list[str]:
+    """The secret values worth cutting, longest first (very short ones would mask ordinary text)."""
     return sorted({s for s in secrets if isinstance(s, str) and len(s) >= 4}, key=len, reverse=True)
 
 
@@ -47,7 +48,7 @@ def redact(value: Any, secrets: Iterable[str] = (), *, notes: set[str] | None = 
 
     `by_key=False` cuts out only known secret values (for text shown as it came, e.g. tool results).
     """
-    return _redact(value, _secret_list(secrets), 0, notes, by_key)
+    return _redact(value, secret_list(secrets), 0, notes, by_key)
 
 
 def _redact(value: Any, secrets: list[str], depth: int, notes: set[str] | None, by_key: bool) -> Any:
@@ -90,19 +91,19 @@ def redact_for_storage(value: Any, secrets: Iterable[str] = ()) -> Any:
 
 
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
-    return _scrub_string(text or "", _secret_list(secrets))
+    return _scrub_string(text or "", secret_list(secrets))
 
 
 def cut_secrets(value: Any, secrets: Iterable[str] = ()) -> Any:
     """Known secret values cut out of what goes back to an agent; nothing else changes (no key rule,
     no truncation: the result keeps its shape). Depth is bounded by accounts.jsonsafe.loads upstream."""
-    secret_list = _secret_list(secrets)
-    if not secret_list:
+    cuts = secret_list(secrets)
+    if not cuts:
         return value
 
     def walk(item: Any) -> Any:
         if isinstance(item, str):
-            for secret in secret_list:
+            for secret in cuts:
                 if secret in item:
                     item = item.replace(secret, REDACTED)
             return item

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from accounts.models import ApiKey, api_key_digest
-from accounts.redaction import BEARER_RE, SECRET_KEY_RE, TRUNCATED
+from accounts.redaction import BEARER_RE, SECRET_KEY_RE, TRUNCATED, secret_list
 from mcpsettings import upstream
 from mcpsettings.models import McpServer
 
@@ -91,8 +91,8 @@ def full_arguments(req) -> Any | None:
 
 def server_secrets(req) -> list[str]:
     """Every secret Gatehouse holds for the request's server (mcpsettings.upstream.server_secrets): none of
-    them is ever shown, revealed or not. Very short values are left out: they would mask ordinary text."""
-    return sorted({v for v in upstream.server_secrets(req.server) if len(v) >= 4}, key=len, reverse=True)
+    them is ever shown, revealed or not (accounts.redaction.secret_list: longest first, no very short ones)."""
+    return secret_list(upstream.server_secrets(req.server))
 
 
 # A Gatehouse API key as issued (accounts.services: "gh_" + token_urlsafe(32)).

@@ -12,6 +12,7 @@ from governance.models import ApprovalRequest, RequestLog, ToolApproval
 from mcpsettings import services
 from mcpsettings.models import Credential, McpTool, OAuthClient
 from tests.factories import MembershipFactory, OrganizationFactory, make_api_key, make_server
+from tests.peers.recorder import RecordingServer
 
 CANARIES = {
     "bearer": "canary-bearer-9f2c1a7e5b",
@@ -129,3 +130,10 @@ def route_params(server, gateway, key, approval, org, membership) -> dict:
         "governance:approval_detail": {"pk": approval.pk},
         "mcp_gateway": {"slug": gateway.slug},
     }
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    """An upstream that counts the tool calls it executes (one per test module)."""
+    with RecordingServer() as server:
+        yield server

@@ -21,7 +21,6 @@ from governance.services import logs as log_services
 from mcpsettings.models import McpTool
 from tests.conftest import key_client
 from tests.factories import make_server
-from tests.peers.recorder import RecordingServer
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("allow_private")]
 RAN = ("ok", "tool_error", "upstream_error", "upstream_timeout", "running", "unfinished")
@@ -33,12 +32,6 @@ VALUES = st.recursive(
     max_leaves=25,
 )
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    with RecordingServer() as server:
-        yield server
 
 
 @pytest.fixture

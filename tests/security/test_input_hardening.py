@@ -11,16 +11,9 @@ from governance.models import ToolApproval
 from mcpsettings.models import Credential, McpServer, McpTool
 from tests.conftest import key_client
 from tests.factories import make_server
-from tests.peers.recorder import RecordingServer
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("allow_private")]
 TOKEN = "org-bearer-token-41f0c2aa"
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    with RecordingServer() as server:
-        yield server
 
 
 @pytest.fixture

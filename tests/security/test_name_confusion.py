@@ -12,16 +12,9 @@ from governance.models import ApprovalRequest, ToolApproval
 from mcpsettings.models import McpServer, McpTool
 from tests.conftest import key_client
 from tests.factories import make_server
-from tests.peers.recorder import RecordingServer
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("allow_private")]
 META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    with RecordingServer() as server:
-        yield server
 
 
 def with_tool(server, name="t"):
