@@ -6,4 +6,17 @@ class AccountsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from accounts import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        # Imported here, not at the top: they need the app registry (models) to be ready.
+        from django.db.models.signals import post_migrate
+
+        from accounts import epoch, schema  # noqa: F401  (schema registers the OpenAPI auth extension)
+        from accounts.models import ApiKey, Membership, Organization, User
+
+        # Rows that decide a governed call: writes to them invalidate every worker's memo (accounts.epoch).
+        epoch.watch(User._meta.db_table, columns=("is_active", "is_guest", "guest_expires_at"), inserts=False)
+        # Keys are found by an unguessable digest and never remembered as missing: new rows change nothing.
+        key_columns = ("user_id", "digest", "scopes", "expires_at", "revoked_at")
+        epoch.watch(ApiKey._meta.db_table, columns=key_columns, inserts=False)
+        epoch.watch(Organization._meta.db_table)
+        epoch.watch(Membership._meta.db_table)
+        post_migrate.connect(epoch.install_triggers, sender=self, dispatch_uid="accounts.epoch.install_triggers")

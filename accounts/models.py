@@ -357,6 +357,20 @@ class AuditEventQuerySet(models.QuerySet):
     manageable_by = visible_to
 
 
+class CacheEpoch(models.Model):
+    """One counter, bumped by database triggers whenever a row that decides a governed call changes
+    (accounts.epoch): each worker's memo of hot-path reads is valid while it stands still."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    value = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="accounts_cacheepoch_single_row")]
+
+    def __str__(self) -> str:
+        return f"cache epoch {self.value}"
+
+
 class AuditEvent(models.Model):
     """Append-only record of a change. Secret values appear only as "(changed)"."""
 

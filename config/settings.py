@@ -22,6 +22,8 @@ env = environ.Env(
     MCP_DISCOVER_ON_SAVE=(bool, True),
     MCP_SESSION_IDLE_SECONDS=(int, 24 * 3600),
     MCP_SESSIONS_PER_USER=(int, 100),
+    POLICY_CACHE_SECONDS=(int, 300),
+    DB_SYNCHRONOUS_COMMIT=(bool, True),
     GUEST_TTL_HOURS=(int, 24 * 7),
     BEHIND_TLS_PROXY=(bool, False),
     LOG_LEVEL=(str, "INFO"),
@@ -192,6 +194,10 @@ GUEST_TTL = timedelta(hours=env("GUEST_TTL_HOURS"))
 LOGIN_RATE_LIMIT = (env.int("LOGIN_RATE_LIMIT", default=5), env.int("LOGIN_RATE_WINDOW", default=900))
 API_KEY_RATE_LIMIT = (env.int("API_KEY_RATE_LIMIT", default=20), env.int("API_KEY_RATE_WINDOW", default=60))
 API_KEY_LAST_USED_INTERVAL = timedelta(seconds=60)
+# Each worker memoizes what decides a governed call (keys, policy, credentials, slugs), invalidated on the
+# very next call after any change by database triggers (accounts.epoch); this is only a backstop age.
+# 0 turns the memo off.
+POLICY_CACHE_SECONDS = env("POLICY_CACHE_SECONDS")
 # How long an approval request waits for a person before it expires.
 APPROVAL_REQUEST_TTL_SECONDS = env.int("APPROVAL_REQUEST_TTL_SECONDS", default=3600)
 

@@ -18,6 +18,7 @@ from typing import Any
 from django.db import DatabaseError
 
 from accounts import jsonsafe
+from accounts.epoch import memoized
 from accounts.redaction import cut_secrets, redact_text
 from governance import services
 from governance.approval_arguments import arguments_digest
@@ -70,14 +71,14 @@ def governed_call(
 ) -> CallResult:
     """Decide, run and record one call to a server the caller may see (see README: no upstream execution
     without a record)."""
-    credentials = list(Credential.objects.filter(server=server))
+    credentials, secrets = memoized(("credentials", server.pk), lambda: _credentials(server))
     facts = CallFacts(
         user=user,
         api_key=api_key,
         server=server,
         tool=tool,
         arguments=arguments if isinstance(arguments, dict) else {},
-        secrets=upstream.server_secrets(server, credentials) + ([raw_key] if raw_key else []),
+        secrets=secrets + ([raw_key] if raw_key else []),
         ip=ip,
         user_agent=user_agent,
         via=via,
@@ -102,6 +103,12 @@ def governed_call(
         log.warning("Could not open the record of a call to server %s: the database is unavailable.", server.pk)
         return CallResult(REFUSED, DB_DOWN, "Gatehouse could not record the call, so it did not run; try again.")
     return _run(facts, entry, upstream.choose_credential(server, user, credentials))
+
+
+def _credentials(server: McpServer) -> tuple[list[Credential], list[str]]:
+    """The server's credentials (decrypted) and every secret it holds: remembered by this worker only."""
+    credentials = list(Credential.objects.filter(server=server))
+    return credentials, upstream.server_secrets(server, credentials)
 
 
 def unknown_server(*, user, server_ref: str, tool: str, arguments, **facts) -> CallResult:

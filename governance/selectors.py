@@ -13,6 +13,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
 
+from accounts.epoch import memoized
 from accounts.models import Organization
 from governance.models import ApprovalType, RequestLog, ToolApproval, ToolPermission
 from mcpsettings.models import McpServer, McpTool
@@ -32,6 +33,9 @@ CATALOG_FIELDS = (
     "digest",
 )
 
+# What a call path never reads: a catalog of 100 tools can weigh 100 KB per server.
+HEAVY_SERVER_FIELDS = ("tools_manifest", "server_info", "capabilities", "instructions")
+
 
 @dataclass
 class ToolView:
@@ -50,15 +54,20 @@ class ToolView:
 
 
 def callable_server(user, ref: str) -> McpServer | None:
-    """A visible live server by id or (case-insensitive, unambiguous) name: what a call may name."""
+    """A visible live server by id or (case-insensitive, unambiguous) name: what a call may name.
+    The manifest is not loaded: a call never needs it."""
+    return memoized(("callable_server", user.pk, str(ref)), lambda: _callable_server(user, ref))
+
+
+def _callable_server(user, ref: str) -> McpServer | None:
     try:
         pk = uuid.UUID(str(ref))
     except ValueError:
         pk = None
     if pk is not None:
-        server = McpServer.objects.live().select_related("organization").filter(pk=pk).first()
+        server = _live_server(pk)
         return server if server is not None and server.is_visible_to(user) else None
-    qs = McpServer.objects.visible_to(user).live().select_related("organization")
+    qs = McpServer.objects.visible_to(user).live().select_related("organization").defer(*HEAVY_SERVER_FIELDS)
     matches = list(qs.filter(name__iexact=str(ref))[:2])
     return matches[0] if len(matches) == 1 else None
 
@@ -143,7 +152,13 @@ def _view(server: McpServer, tool: McpTool, org_row: bool | None, user_row: bool
 
 
 def tool_view(user, server: McpServer, tool_name: str, *, light: bool = False) -> ToolView | None:
-    found = tool_views(user, [server], tool_name=tool_name, light=light)
+    if light:  # the call path: remembered by this worker until a row it depends on changes
+        return memoized(
+            ("tool_view", user.pk, server.pk, tool_name),
+            lambda: tool_view(user, server, tool_name),
+            until=lambda view: view.approval_expires_at if view.approval == ALWAYS else None,
+        )
+    found = tool_views(user, [server], tool_name=tool_name, light=True)
     return found[0] if found else None
 
 
@@ -186,6 +201,10 @@ def server_slugs(servers: list[McpServer], user=None, *, member_of: set | None =
 
 def slugs_for(user) -> dict:
     """Every slug the user's qualified names use, over all servers they can see (two queries)."""
+    return memoized(("slugs", user.pk), lambda: _slugs_for(user))
+
+
+def _slugs_for(user) -> dict:
     visible = McpServer.objects.visible_to(user).only("id", "name", "owner_id", "organization_id", "created_at")
     member_of = set(Organization.objects.filter(memberships__user=user).values_list("pk", flat=True))
     return server_slugs(list(visible), user, member_of=member_of)
@@ -204,8 +223,12 @@ def resolve_qualified(user, name: str, *, server_ids=None) -> tuple[McpServer, s
     pk = next((pk for pk, s in slugs_for(user).items() if s == slug), None)
     if pk is None or (server_ids is not None and pk not in set(server_ids)):
         return None
-    server = McpServer.objects.live().select_related("organization").filter(pk=pk).first()
+    server = memoized(("live_server", pk), lambda: _live_server(pk))
     return (server, tool) if server is not None else None
+
+
+def _live_server(pk) -> McpServer | None:
+    return McpServer.objects.live().select_related("organization").defer(*HEAVY_SERVER_FIELDS).filter(pk=pk).first()
 
 
 # Every status a RequestLog row can have (the activity page offers them as filters).

@@ -7,6 +7,7 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from accounts import epoch
 from accounts.models import Role
 from tests.factories import MembershipFactory, OrganizationFactory, make_api_key
 
@@ -44,8 +45,11 @@ def _fast_and_clean(settings):
     # No test reaches out to a server unless it starts one and asks for discovery itself.
     settings.MCP_DISCOVER_ON_SAVE = False
     cache.clear()
+    # Each test runs in a transaction that is rolled back, counter and all: no worker memo outlives it.
+    epoch.MEMO.clear()
     yield
     cache.clear()
+    epoch.MEMO.clear()
 
 
 @pytest.fixture

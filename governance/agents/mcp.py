@@ -21,7 +21,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.exceptions import AuthenticationFailed, Throttled
 
-from accounts import jsonsafe
+from accounts import epoch, jsonsafe
 from accounts.authentication import key_from_header, resolve_api_key
 from accounts.ratelimit import client_ip
 from accounts.redaction import redact
@@ -109,6 +109,11 @@ def _session_digest(session_id: str) -> str:
 
 @csrf_exempt
 def mcp_endpoint(request: HttpRequest, slug: str | None = None) -> HttpResponse:
+    with epoch.cached_reads():  # the hot path: keys, sessions and policy from this worker's memo
+        return _endpoint(request, slug)
+
+
+def _endpoint(request: HttpRequest, slug: str | None) -> HttpResponse:
     refused = _transport_refusal(request)
     if refused is not None:
         return refused
@@ -117,7 +122,7 @@ def mcp_endpoint(request: HttpRequest, slug: str | None = None) -> HttpResponse:
         return refused
     gateway = None
     if slug is not None:
-        gateway = Gateway.objects.visible_to(key.user).live().filter(slug=slug).first()
+        gateway = epoch.memoized(("gateway", key.user.pk, slug), lambda: _gateway(key.user, slug))
         if gateway is None:
             return _json(_error(None, INVALID_REQUEST, "No such gateway."), 404)
     session, refused = _session(request, key.user, gateway)
@@ -170,12 +175,24 @@ def _authenticate(request: HttpRequest):
         return None, None, _unauthorized(str(exc.detail))
 
 
+def _gateway(user, slug: str) -> Gateway | None:
+    gateway = Gateway.objects.visible_to(user).live().filter(slug=slug).first()
+    if gateway is not None:
+        gateway.source_ids = list(gateway.sources.values_list("pk", flat=True))  # read once, with the gateway
+    return gateway
+
+
 def _session(request: HttpRequest, user, gateway: Gateway | None):
     """(the live session or None, None) or (None, the 404/400 answer)."""
     session_id = request.META.get("HTTP_MCP_SESSION_ID")
     session = None
     if session_id:
-        session = McpSession.objects.filter(pk=_session_digest(session_id), user=user).first()
+        digest = _session_digest(session_id)
+        session = epoch.memoized(
+            ("mcp_session", digest, user.pk),
+            lambda: McpSession.objects.filter(pk=digest, user=user).first(),
+            keep_missing=False,
+        )
         session = services.mcp_session_live(session)
         if session is None or (session.gateway_id != (gateway.pk if gateway else None)):
             return None, _json(_error(None, INVALID_REQUEST, "Session not found; initialize again."), 404)
@@ -360,10 +377,7 @@ def _small(value: dict) -> dict:
 
 
 def _servers(ctx: Context):
-    ids = None
-    if ctx.gateway is not None:
-        ids = list(ctx.gateway.sources.values_list("pk", flat=True))
-    return usable_servers(ctx.user, server_ids=ids)
+    return usable_servers(ctx.user, server_ids=ctx.gateway.source_ids if ctx.gateway is not None else None)
 
 
 def _catalog(ctx: Context) -> list[tuple[str, Any]]:
@@ -417,7 +431,7 @@ def _tools_call(ctx: Context, params: dict) -> dict:
     if not isinstance(arguments, dict):
         raise RpcError(INVALID_PARAMS, "params.arguments must be an object.")
     # Resolve `<server-slug>__<tool>` once, without building the whole catalog.
-    ids = list(ctx.gateway.sources.values_list("pk", flat=True)) if ctx.gateway is not None else None
+    ids = ctx.gateway.source_ids if ctx.gateway is not None else None
     found = resolve_qualified(ctx.user, name, server_ids=ids)
     who = {"user": ctx.user, "api_key": ctx.api_key, "via": "mcp", **request_facts(ctx.request)}
     if found is None:

@@ -4,13 +4,17 @@
 
 from __future__ import annotations
 
+import json
+
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts import epoch, jsonsafe
 from accounts.authentication import key_from_header
-from accounts.models import ApiKey
+from accounts.models import ApiKey, api_key_digest
+from accounts.services import api_key_touch
 from governance import calls, selectors
 from governance.agents.common import approve_url, request_facts
 from governance.api.serializers import AgentToolListSerializer, ToolCallSerializer
@@ -68,7 +72,17 @@ def _target(user, server_ref: str, tool: str) -> tuple[McpServer | None, str]:
 
 
 class ToolCallView(APIView):
+    """`POST /api/v1/tools/call`. An API-key call in the plain shape, from a key this worker already
+    knows, is answered without DRF (`_plain_call`: the hot path); everything else — a session user, a
+    key seen for the first time, any input DRF would correct or refuse — takes the DRF path below, so
+    every error body is DRF's own. Both end in `_call`."""
+
     required_scopes = {"POST": "call"}
+
+    def dispatch(self, request, *args, **kwargs):
+        with epoch.cached_reads():
+            answer = _plain_call(request) if request.method == "POST" else None
+            return answer if answer is not None else super().dispatch(request, *args, **kwargs)
 
     @extend_schema(
         request=ToolCallSerializer,
@@ -78,35 +92,81 @@ class ToolCallView(APIView):
     def post(self, request):
         ser = ToolCallSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
-        data = ser.validated_data
-        server_ref = data.get("server") or ""
-        if not server_ref and selectors.SEPARATOR not in data["tool"]:
-            return Response(
-                {"tool": ["Give `server`, or a qualified tool name (`qualified_name` from GET /api/v1/tools)."]},
-                status=status.HTTP_400_BAD_REQUEST,
-            )
-        server, tool = _target(request.user, server_ref, data["tool"])
         api_key = request.auth if isinstance(request.auth, ApiKey) else None
-        who = {"user": request.user, "api_key": api_key, "via": "api", **request_facts(request)}
-        if server is None:
-            result = calls.unknown_server(server_ref=server_ref, tool=tool, arguments=data.get("arguments"), **who)
-        else:
-            result = calls.governed_call(
-                server=server,
-                tool=tool,
-                arguments=data.get("arguments") or {},
-                raw_key=key_from_header(request),
-                approval_id=data.get("approval_id") or None,
-                **who,
-            )
-        return _answer(request, result)
+        return _call(request, request.user, api_key, key_from_header(request), ser.validated_data)
 
 
-def _answer(request, result: calls.CallResult) -> Response:
+def _plain_call(request) -> HttpResponse | None:
+    """The call without DRF, or None when DRF must answer (see ToolCallView)."""
+    raw_key = key_from_header(request)
+    if raw_key is None or request.content_type != "application/json":
+        return None
+    known = epoch.remembered(("api_key", api_key_digest(raw_key)))
+    key = known[0] if known is not None else None
+    if key is None or not key.is_live or not key.user.is_active or key.user.guest_expired or not key.has_scope("call"):
+        return None
+    try:
+        data = plain_call_data(jsonsafe.loads(request.body))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if data is None:
+        return None
+    api_key_touch(key)
+    return _call(request, key.user, key, raw_key, data)
+
+
+def plain_call_data(body) -> dict | None:
+    """The body as ToolCallSerializer would validate it, when it needs no correction; else None. (A
+    property test holds the two together: whatever this accepts, the serializer accepts unchanged.)"""
+    if not isinstance(body, dict):
+        return None
+    tool, server = body.get("tool"), body.get("server", "")
+    arguments, approval_id = body.get("arguments", {}), body.get("approval_id")
+    texts = [tool, server] + ([approval_id] if approval_id is not None else [])
+    if not all(isinstance(t, str) and t == t.strip() and "\x00" not in t for t in texts):
+        return None
+    if not tool or len(tool) > 300 or not isinstance(arguments, dict):
+        return None
+    data = {"tool": tool, "arguments": arguments}
+    if "server" in body:
+        data["server"] = server
+    if approval_id is not None:
+        data["approval_id"] = approval_id
+    return data
+
+
+def _call(request, user, api_key, raw_key: str | None, data: dict) -> HttpResponse:
+    server_ref = data.get("server") or ""
+    if not server_ref and selectors.SEPARATOR not in data["tool"]:
+        body = {"tool": ["Give `server`, or a qualified tool name (`qualified_name` from GET /api/v1/tools)."]}
+        return _json(body, 400)
+    server, tool = _target(user, server_ref, data["tool"])
+    who = {"user": user, "api_key": api_key, "via": "api", **request_facts(request)}
+    if server is None:
+        result = calls.unknown_server(server_ref=server_ref, tool=tool, arguments=data.get("arguments"), **who)
+    else:
+        result = calls.governed_call(
+            server=server,
+            tool=tool,
+            arguments=data.get("arguments") or {},
+            raw_key=raw_key,
+            approval_id=data.get("approval_id") or None,
+            **who,
+        )
+    return _answer(request, result)
+
+
+def _json(body: dict, status_code: int = 200) -> HttpResponse:
+    """JSON as DRF's renderer writes it (compact, UTF-8), without DRF."""
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return HttpResponse(text.encode(), status=status_code, content_type="application/json")
+
+
+def _answer(request, result: calls.CallResult) -> HttpResponse:
     """The governed call's result as HTTP: 200 with the tool result, 202 pending, or an error status."""
     extra = {"warning": result.warning} if result.warning else {}
     if result.kind == calls.ALLOWED:
-        return Response({"result": result.result, "request_id": result.request_id, **extra})
+        return _json({"result": result.result, "request_id": result.request_id, **extra})
     if result.kind == calls.PENDING:
         body = {
             "status": "pending",
@@ -115,9 +175,9 @@ def _answer(request, result: calls.CallResult) -> Response:
             "expires_at": result.approval.expires_at.isoformat(),
             "detail": result.detail,
         }
-        return Response(body, status=status.HTTP_202_ACCEPTED)
+        return _json(body, 202)
     if result.code == "invalid_arguments":
-        return Response({"arguments": [result.detail]}, status=status.HTTP_400_BAD_REQUEST)
+        return _json({"arguments": [result.detail]}, 400)
     if result.approval is not None:
         extra["approval_id"] = str(result.approval.pk)
-    return Response({"detail": result.detail, "code": result.code, **extra}, status=REST_STATUS[result.code])
+    return _json({"detail": result.detail, "code": result.code, **extra}, REST_STATUS[result.code])

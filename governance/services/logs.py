@@ -8,15 +8,13 @@ in the same transaction) and completed with its usage afterwards (`request_log_c
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F, Func, JSONField
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.jsonsafe import clean_text
@@ -49,10 +47,10 @@ class CallFacts:
     def fields(self) -> dict[str, Any]:
         server = self.server
         return {
-            "user": self.user,
-            "api_key": self.api_key,
-            "server": server,
-            "organization": server.organization if server else None,
+            "user": getattr(self.user, "pk", None),
+            "api_key": getattr(self.api_key, "pk", None),
+            "server": server.pk if server else None,
+            "organization": server.organization_id if server else None,
             "server_name": clean_text(server.name if server else self.server_ref)[:100],
             "tool_name": clean_text(self.tool)[:200],
             "method": "tools/call",
@@ -66,52 +64,113 @@ class CallFacts:
         return int((time.monotonic() - self.started) * 1000)
 
 
-@transaction.atomic
+# The record of a call is written below the ORM: these statements run on every call, and compiling the
+# equivalent querysets cost more than the writes themselves (bench/RESULTS.md). Values still go through
+# each field's own preparation, so what is stored is what the ORM would store.
+_LOG = RequestLog._meta.db_table
+_LOG_COLUMNS = (
+    "user",
+    "api_key",
+    "server",
+    "organization",
+    "server_name",
+    "tool_name",
+    "method",
+    "via",
+    "request_body",
+    "response_body",
+    "status",
+    "status_code",
+    "duration_ms",
+    "ip",
+    "user_agent",
+    "error_message",
+    "created_at",
+)
+_OUTCOME = ("response_body", "status", "status_code", "duration_ms", "error_message")
+
+
+def _prep(model, values: dict[str, Any]) -> list[Any]:
+    return [model._meta.get_field(name).get_db_prep_save(value, connection) for name, value in values.items()]
+
+
+def _outcome(facts: CallFacts, *, response, status: str, status_code: int, error: str, duration: int) -> dict:
+    return {
+        "response_body": redact_for_storage(response, facts.secrets),
+        "status": status[:20],
+        "status_code": status_code,
+        "duration_ms": duration,
+        "error_message": redact_text(error, facts.secrets),
+    }
+
+
+def _insert_row(values: dict[str, Any]) -> int:
+    columns = ", ".join(RequestLog._meta.get_field(name).column for name in values)
+    marks = ", ".join(["%s"] * len(values))
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {_LOG} ({columns}) VALUES ({marks}) RETURNING id", _prep(RequestLog, values))
+        return cursor.fetchone()[0]
+
+
+def _row(facts: CallFacts, outcome: dict[str, Any]) -> dict[str, Any]:
+    return {**facts.fields(), **outcome, "created_at": timezone.now()}
+
+
 def request_log_record(
     facts: CallFacts, *, response, status: str, status_code: int, error: str, count_usage: bool = True
 ) -> RequestLog:
     """A call that did not run upstream: its row and (unless it is not a call to a known server, or it
     only waits for a person) the day's usage, in one transaction."""
     duration = facts.duration_ms()
-    entry = RequestLog.objects.create(
-        **facts.fields(),
-        response_body=redact_for_storage(response, facts.secrets),
-        status=status[:20],
-        status_code=status_code,
-        duration_ms=duration,
-        error_message=redact_text(error, facts.secrets),
-    )
-    if count_usage and facts.server is not None:
-        _count_usage(server=facts.server, user=facts.user, ok=200 <= status_code < 300, duration=duration)
-    return entry
+    outcome = _outcome(facts, response=response, status=status, status_code=status_code, error=error, duration=duration)
+    with transaction.atomic():
+        pk = _insert_row(_row(facts, outcome))
+        if count_usage and facts.server is not None:
+            with connection.cursor() as cursor:
+                _add_usage(cursor, facts.server, getattr(facts.user, "pk", None), status_code, duration)
+    return RequestLog(pk=pk)
 
 
-@transaction.atomic
 def request_log_open(facts: CallFacts, *, once_digest: str | None = None) -> RequestLog | None:
-    """The row that says a call is running, written before the upstream sees it. With `once_digest`, a
-    matching once-approval is used up in the same transaction (None: there was none to use)."""
-    if once_digest is not None and not once_approval_use(
-        user=facts.user, server=facts.server, tool=facts.tool, digest=once_digest
-    ):
-        return None
-    return RequestLog.objects.create(**facts.fields(), status=RUNNING, status_code=0, response_body={})
+    """The row that says a call is running, written (one statement) before the upstream sees it. With
+    `once_digest`, a matching once-approval is used up in the same transaction (None: none to use)."""
+    running = {"response_body": {}, "status": RUNNING, "status_code": 0, "duration_ms": 0, "error_message": ""}
+    if once_digest is None:
+        return RequestLog(pk=_insert_row(_row(facts, running)))
+    with transaction.atomic():
+        if not once_approval_use(user=facts.user, server=facts.server, tool=facts.tool, digest=once_digest):
+            return None
+        return RequestLog(pk=_insert_row(_row(facts, running)))
 
 
-@transaction.atomic
 def request_log_complete(
     entry: RequestLog, facts: CallFacts, *, response, status: str, status_code: int, error: str
 ) -> None:
-    """Finish the row opened before the upstream call, and count it, in one transaction. A row that
-    request_logs_settle already marked (a very slow call) gets its real outcome but is not counted twice."""
-    entry.duration_ms = facts.duration_ms()
-    entry.response_body = redact_for_storage(response, facts.secrets)
-    entry.status, entry.status_code = status[:20], status_code
-    entry.error_message = redact_text(error, facts.secrets)
-    fields = {f: getattr(entry, f) for f in ("duration_ms", "response_body", "status", "status_code", "error_message")}
-    if RequestLog.objects.filter(pk=entry.pk, status=RUNNING).update(**fields):
-        _count_usage(server=facts.server, user=facts.user, ok=200 <= status_code < 300, duration=entry.duration_ms)
-    else:
-        RequestLog.objects.filter(pk=entry.pk).update(**fields)
+    """Finish the row opened before the upstream call and count it: one statement on PostgreSQL (the row's
+    UPDATE feeds the usage upsert), one transaction on SQLite. A row request_logs_settle already marked (a
+    very slow call) gets its real outcome but is not counted twice."""
+    duration = facts.duration_ms()
+    outcome = _outcome(facts, response=response, status=status, status_code=status_code, error=error, duration=duration)
+    _complete_row(entry.pk, outcome, facts.server, getattr(facts.user, "pk", None))
+
+
+def _complete_row(pk: int, outcome: dict[str, Any], server, user_id) -> None:
+    sets = ", ".join(f"{name} = %s" for name in _OUTCOME)
+    params = _prep(RequestLog, outcome)
+    update = f"UPDATE {_LOG} SET {sets} WHERE id = %s"
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            usage_sql, usage_params = _usage_sql(server, user_id, outcome["status_code"], outcome["duration_ms"])
+            sql = f"WITH done AS ({update} AND status = %s RETURNING id) {usage_sql.replace(SOURCE, 'done')}"
+            cursor.execute(sql, [*params, pk, RUNNING, *usage_params])
+            counted = cursor.fetchone() is not None
+        else:
+            cursor.execute(f"{update} AND status = %s", [*params, pk, RUNNING])
+            counted = cursor.rowcount == 1
+            if counted:
+                _add_usage(cursor, server, user_id, outcome["status_code"], outcome["duration_ms"])
+        if not counted:
+            cursor.execute(update, [*params, pk])
 
 
 def request_logs_settle(*, older_than: timedelta | None = None) -> int:
@@ -130,7 +189,8 @@ def request_logs_settle(*, older_than: timedelta | None = None) -> int:
             entry.error_message = "The call ran, but its result was never recorded (the database was unavailable)."
             entry.save(update_fields=["status", "status_code", "error_message"])
             if entry.server_id is not None:
-                _count_usage(server=entry.server, user=entry.user, ok=False, duration=entry.duration_ms)
+                with connection.cursor() as cursor:
+                    _add_usage(cursor, entry.server, entry.user_id, 0, entry.duration_ms)
             settled += 1
     return settled
 
@@ -149,63 +209,63 @@ def prune_logs(*, days: int) -> int:
 # --- usage -----------------------------------------------------------------------------------------
 
 HISTOGRAM_SIZE = len(LATENCY_BUCKETS_MS) + 1
+_USAGE = UsageDaily._meta.db_table
+_USAGE_COLUMNS = "server_id, organization_id, user_id, date, request_count, successful, failed, total_duration_ms"
+# Two partial unique indexes (org rows, personal rows): the conflict target names the one that applies.
+_CONFLICT = {
+    True: "(server_id, organization_id, user_id, date) WHERE organization_id IS NOT NULL",
+    False: "(server_id, user_id, date) WHERE organization_id IS NULL",
+}
+# `histogram[bucket] += 1` inside the upsert, so concurrent calls never lose a count; a malformed
+# histogram starts again from the fresh one.
+_BUMP = {
+    "postgresql": "CASE WHEN jsonb_typeof(u.latency_histogram) = 'array' "
+    "AND jsonb_array_length(u.latency_histogram) = {n} "
+    "THEN jsonb_set(u.latency_histogram, '{{{i}}}', to_jsonb((u.latency_histogram->>{i})::int + 1)) "
+    "ELSE EXCLUDED.latency_histogram END",
+    "sqlite": "CASE WHEN json_array_length(u.latency_histogram) = {n} "
+    "THEN json_set(u.latency_histogram, '$[{i}]', json_extract(u.latency_histogram, '$[{i}]') + 1) "
+    "ELSE json(excluded.latency_histogram) END",
+}
 
 
 def fresh_histogram(bucket: int) -> list[int]:
     return [1 if i == bucket else 0 for i in range(HISTOGRAM_SIZE)]
 
 
-class HistogramIncrement(Func):
-    """`histogram[bucket] += 1` inside the UPDATE, so concurrent calls never lose a count."""
-
-    output_field = JSONField()
-
-    def __init__(self, field: str, bucket: int) -> None:
-        super().__init__(F(field))
-        self.bucket = int(bucket)
-
-    def _sql(self, compiler, template: str):
-        column, params = compiler.compile(self.source_expressions[0])
-        fresh = json.dumps(fresh_histogram(self.bucket))
-        sql = template.format(h=column, i=self.bucket, n=HISTOGRAM_SIZE, fresh=fresh)
-        return sql, [*params] * sql.count(column)
-
-    def as_postgresql(self, compiler, connection, **extra):
-        return self._sql(
-            compiler,
-            "(CASE WHEN jsonb_typeof({h}) = 'array' AND jsonb_array_length({h}) = {n} "
-            "THEN jsonb_set({h}, '{{{i}}}', to_jsonb(({h}->>{i})::int + 1)) ELSE '{fresh}'::jsonb END)",
-        )
-
-    def as_sql(self, compiler, connection, **extra):  # SQLite
-        return self._sql(
-            compiler,
-            "(CASE WHEN json_array_length({h}) = {n} "
-            "THEN json_set({h}, '$[{i}]', json_extract({h}, '$[{i}]') + 1) ELSE json('{fresh}') END)",
-        )
+SOURCE = "<source>"  # where the upserted row's values are selected from (a CTE, or one constant row)
 
 
-def _count_usage(*, server, user, ok: bool, duration: int) -> None:
-    """Add one call to the day's counters (inside the caller's transaction)."""
+def _usage_sql(server, user_id, status_code: int, duration: int) -> tuple[str, list[Any]]:
+    """`INSERT … SELECT … FROM <source> ON CONFLICT DO UPDATE`: one call added to the day's counters."""
+    ok = 200 <= status_code < 300
     bucket = latency_bucket(duration)
-    lookup = {"server": server, "user": user, "date": timezone.localdate(), "organization": server.organization}
-    increments = {
-        "request_count": F("request_count") + 1,
-        "successful": F("successful") + (1 if ok else 0),
-        "failed": F("failed") + (0 if ok else 1),
-        "total_duration_ms": F("total_duration_ms") + duration,
-        "latency_histogram": HistogramIncrement("latency_histogram", bucket),
+    org_id = server.organization_id
+    values = {
+        "server": server.pk,
+        "organization": org_id,
+        "user": user_id,
+        "date": timezone.localdate(),
+        "request_count": 1,
+        "successful": int(ok),
+        "failed": int(not ok),
+        "total_duration_ms": duration,
+        "latency_histogram": fresh_histogram(bucket),
     }
-    if not UsageDaily.objects.filter(**lookup).update(**increments):
-        try:
-            with transaction.atomic():
-                UsageDaily.objects.create(
-                    **lookup,
-                    request_count=1,
-                    successful=int(ok),
-                    failed=int(not ok),
-                    total_duration_ms=duration,
-                    latency_histogram=fresh_histogram(bucket),
-                )
-        except IntegrityError:  # a concurrent first call of the day created it: add to it instead
-            UsageDaily.objects.filter(**lookup).update(**increments)
+    bump = _BUMP[connection.vendor].format(n=HISTOGRAM_SIZE, i=int(bucket))
+    sql = (
+        f"INSERT INTO {_USAGE} AS u ({_USAGE_COLUMNS}, latency_histogram) "
+        f"SELECT {', '.join(['%s'] * len(values))} FROM {SOURCE} "
+        f"ON CONFLICT {_CONFLICT[org_id is not None]} DO UPDATE SET "
+        "request_count = u.request_count + 1, successful = u.successful + excluded.successful, "
+        "failed = u.failed + excluded.failed, total_duration_ms = u.total_duration_ms + excluded.total_duration_ms, "
+        f"latency_histogram = {bump} RETURNING 1"
+    )
+    return sql, _prep(UsageDaily, values)
+
+
+def _add_usage(cursor, server, user_id, status_code: int, duration: int) -> None:
+    """Add one call to the day's counters (inside the caller's transaction)."""
+    sql, params = _usage_sql(server, user_id, status_code, duration)
+    source = "(SELECT 1) AS one" if connection.vendor == "postgresql" else "(SELECT 1) AS one WHERE true"
+    cursor.execute(sql.replace(SOURCE, source), params)

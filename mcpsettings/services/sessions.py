@@ -38,11 +38,13 @@ def mcp_session_live(session: McpSession | None) -> McpSession | None:
     if session is None:
         return None
     now = timezone.now()
-    if session.last_seen_at < _session_idle_cutoff():
-        McpSession.objects.filter(pk=session.pk).delete()
+    cutoff = _session_idle_cutoff()
+    # The instance may be a worker's remembered copy (accounts.epoch): the database decides idleness.
+    if session.last_seen_at < cutoff and McpSession.objects.filter(pk=session.pk, last_seen_at__lt=cutoff).delete()[0]:
         return None
     if now - session.last_seen_at > timedelta(minutes=1):
-        McpSession.objects.filter(pk=session.pk, last_seen_at=session.last_seen_at).update(last_seen_at=now)
+        McpSession.objects.filter(pk=session.pk, last_seen_at__lt=now - timedelta(minutes=1)).update(last_seen_at=now)
+        session.last_seen_at = now
     return session
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, connection
 from django.utils import timezone
 
 from governance import services
@@ -22,6 +23,19 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("allow_private")]
 def faults():
     with FaultServer() as server:
         yield server
+
+
+@contextmanager
+def failing_statements(fragment: str):
+    """The database refuses every statement that mentions `fragment` (a fault below any Python code)."""
+
+    def refuse(execute, sql, params, many, context):
+        if fragment in sql:
+            raise OperationalError("connection to server was lost")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(refuse):
+        yield
 
 
 def faulty_server(owner, url):
@@ -64,17 +78,13 @@ def test_database_down_before_the_call_runs_nothing(monkeypatch, faults, owner):
     client = key_client(owner)
     before = len(faults.requests)
 
-    def broken(*args, **kwargs):
-        raise OperationalError("connection to server was lost")
-
-    monkeypatch.setattr(RequestLog.objects, "create", broken)
-    res = client.post("/api/v1/tools/call", {"server": str(server.pk), "tool": "t", "arguments": {}}, format="json")
+    with failing_statements("INSERT INTO governance_requestlog"):
+        res = client.post("/api/v1/tools/call", {"server": str(server.pk), "tool": "t", "arguments": {}}, format="json")
     assert res.status_code == 503 and res.json()["code"] == "database_unavailable"
     assert "did not run" in res.json()["detail"]
     assert len(faults.requests) == before  # the upstream never heard of it
     assert not RequestLog.objects.filter(server=server).exists()
     assert not UsageDaily.objects.filter(server=server).exists()
-    monkeypatch.undo()
     res = client.post("/api/v1/tools/call", {"server": str(server.pk), "tool": "t", "arguments": {}}, format="json")
     assert res.status_code == 502
     assert RequestLog.objects.filter(server=server).count() == 1
@@ -86,18 +96,14 @@ def test_database_down_after_the_call_keeps_its_row_and_says_do_not_retry(monkey
     again"), the opened row stays, and settle_calls later marks it and counts it."""
     server = faulty_server(owner, faults.url("500"))
 
-    def broken(*args, **kwargs):
-        raise OperationalError("gone")
-
-    monkeypatch.setattr(UsageDaily.objects, "create", broken)
-    res = key_client(owner).post(
-        "/api/v1/tools/call", {"server": str(server.pk), "tool": "t", "arguments": {}}, format="json"
-    )
+    with failing_statements("governance_usagedaily"):
+        res = key_client(owner).post(
+            "/api/v1/tools/call", {"server": str(server.pk), "tool": "t", "arguments": {}}, format="json"
+        )
     assert res.status_code == 502 and res.json()["code"] == "upstream_error"
     assert "Do not retry" in res.json()["warning"]
     entry = RequestLog.objects.get(server=server)
     assert entry.status == "running"  # the completion rolled back as a whole; the opened row stands
-    monkeypatch.undo()
     assert services.request_logs_settle(older_than=timedelta(0)) == 1
     entry.refresh_from_db()
     assert entry.status == "unfinished" and "never recorded" in entry.error_message

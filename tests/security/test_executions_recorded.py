@@ -154,11 +154,12 @@ def test_database_failing_at_each_step_keeps_executions_equal_to_rows(monkeypatc
         )
     before_exec = upstream.executions
     breakers = {
-        "open_row": lambda: _break(monkeypatch, RequestLog.objects, "create"),
+        "open_row": lambda: _break(monkeypatch, log_services, "_insert_row"),
         "use_once_approval": lambda: _break(monkeypatch, log_services, "once_approval_use"),
         "complete_row": lambda: _break(monkeypatch, services, "request_log_complete"),
-        "count_usage_update": lambda: _break(monkeypatch, log_services, "HistogramIncrement"),
-        "count_usage_create": lambda: _break(monkeypatch, UsageDaily.objects, "create"),
+        # The usage upsert is part of the completing statement (PostgreSQL) or transaction (SQLite).
+        "count_usage_update": lambda: _break(monkeypatch, log_services, "_usage_sql"),
+        "count_usage_create": lambda: _break(monkeypatch, log_services, "_usage_sql"),
     }
     breakers[step]()
     res = key_client(owner).post(
