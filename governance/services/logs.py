@@ -157,19 +157,21 @@ def request_log_complete(
 def _complete_row(pk: int, outcome: dict[str, Any], server, user_id) -> None:
     sets = ", ".join(f"{name} = %s" for name in _OUTCOME)
     params = _prep(RequestLog, outcome)
-    update = f"UPDATE {_LOG} SET {sets} WHERE id = %s"
-    with transaction.atomic(), connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            usage_sql, usage_params = _usage_sql(server, user_id, outcome["status_code"], outcome["duration_ms"])
+    update = f"UPDATE {_LOG} SET {sets} WHERE id = %s"  # noqa: S608
+    if connection.vendor == "postgresql":  # one statement: atomic without a transaction around it
+        usage_sql, usage_params = _usage_sql(server, user_id, outcome["status_code"], outcome["duration_ms"])
+        with connection.cursor() as cursor:
             sql = f"WITH done AS ({update} AND status = %s RETURNING id) {usage_sql.replace(SOURCE, 'done')}"
             cursor.execute(sql, [*params, pk, RUNNING, *usage_params])
             counted = cursor.fetchone() is not None
-        else:
+    else:
+        with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(f"{update} AND status = %s", [*params, pk, RUNNING])
             counted = cursor.rowcount == 1
             if counted:
                 _add_usage(cursor, server, user_id, outcome["status_code"], outcome["duration_ms"])
-        if not counted:
+    if not counted:  # settled meanwhile: the row gets its real outcome, the usage already counts it
+        with connection.cursor() as cursor:
             cursor.execute(update, [*params, pk])
 
 
