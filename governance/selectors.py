@@ -73,17 +73,25 @@ def _callable_server(user, ref: str) -> McpServer | None:
 
 
 def usable_servers(user, *, server_ids=None) -> list[McpServer]:
+    key = ("usable_servers", user.pk, None if server_ids is None else tuple(sorted(map(str, server_ids))))
+    return memoized(key, lambda: _usable_servers(user, server_ids))
+
+
+def _usable_servers(user, server_ids) -> list[McpServer]:
     qs = McpServer.objects.visible_to(user).live().filter(is_active=True).select_related("organization")
+    qs = qs.defer(*HEAVY_SERVER_FIELDS)
     if server_ids is not None:
         qs = qs.filter(pk__in=server_ids)
     return list(qs.order_by("name"))
 
 
-def tool_views(user, servers: list[McpServer], *, tool_name: str | None = None, light: bool = False) -> list[ToolView]:
+def tool_views(
+    user, servers: list[McpServer], *, tool_name: str | None = None, light: bool = False, tools=None
+) -> list[ToolView]:
     """Every present tool of these servers with the user's effective permission and approval state.
 
     Four queries whatever the number of servers and tools: tools, permissions, approvals (and the
-    caller's server query).
+    caller's server query). `tools`: rows already in hand (governance.catalog), ordered by server and name.
     """
     if not servers:
         return []
@@ -113,7 +121,7 @@ def tool_views(user, servers: list[McpServer], *, tool_name: str | None = None, 
         if a.approval_type == ApprovalType.NEVER or a.expires_at is None or a.expires_at > now:
             standing[(a.server_id, a.tool_name)] = a
     views = []
-    for tool in tools_qs:
+    for tool in tools_qs if tools is None else tools:
         if isinstance(tool, dict):
             tool = SimpleNamespace(**tool)
         server = by_id[tool.server_id]

@@ -27,7 +27,8 @@ from accounts.ratelimit import client_ip
 from accounts.redaction import redact
 from governance import calls
 from governance.agents.common import approve_url, request_facts
-from governance.selectors import qualified_name, resolve_qualified, slugs_for, tool_views, usable_servers
+from governance.catalog import catalog_views, mcp_tool
+from governance.selectors import qualified_name, resolve_qualified, slugs_for, usable_servers
 from mcpsettings import selectors as mcp_selectors
 from mcpsettings import services
 from mcpsettings.mcp_client.protocol import (
@@ -384,7 +385,7 @@ def _catalog(ctx: Context) -> list[tuple[str, Any]]:
     servers = _servers(ctx)
     slugs = slugs_for(ctx.user)
     catalog, seen = [], set()
-    for view in tool_views(ctx.user, servers):
+    for view in catalog_views(ctx.user, servers):
         name = qualified_name(slugs[view.server.pk], view.tool.name)
         if view.enabled and name not in seen:  # never two tools under one name
             seen.add(name)
@@ -404,17 +405,7 @@ def _tools_list(ctx: Context, params: dict) -> dict:
         if start < 0 or start > len(catalog):
             raise RpcError(INVALID_PARAMS, "Unknown cursor.")
     page = catalog[start : start + PAGE_SIZE]
-    tools = []
-    for name, view in page:
-        tool = view.tool
-        entry = {"name": name, "description": tool.description, "inputSchema": tool.input_schema or {"type": "object"}}
-        if tool.title:
-            entry["title"] = tool.title
-        if tool.output_schema:
-            entry["outputSchema"] = tool.output_schema
-        if tool.annotations:
-            entry["annotations"] = tool.annotations
-        tools.append(entry)
+    tools = [mcp_tool(name, view.tool) for name, view in page]
     result: dict = {"tools": tools}
     if start + PAGE_SIZE < len(catalog):
         result["nextCursor"] = str(start + PAGE_SIZE)

@@ -8,14 +8,13 @@ import json
 
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import epoch, jsonsafe
 from accounts.authentication import key_from_header
 from accounts.models import ApiKey, api_key_digest
 from accounts.services import api_key_touch
-from governance import calls, selectors
+from governance import calls, catalog, selectors
 from governance.agents.common import approve_url, request_facts
 from governance.api.serializers import AgentToolListSerializer, ToolCallSerializer
 from mcpsettings.models import McpServer, McpTool
@@ -33,29 +32,18 @@ REST_STATUS = {
 }
 
 
-def agent_tool(view: selectors.ToolView, slug: str) -> dict:
-    tool = view.tool
-    return {
-        "server": view.server.name,
-        "server_id": view.server.pk,
-        "name": tool.name,
-        "qualified_name": selectors.qualified_name(slug, tool.name),
-        "title": tool.title,
-        "description": tool.description,
-        "input_schema": tool.input_schema,
-        "annotations": tool.annotations,
-        "approval": view.approval,
-        "approval_expires_at": view.approval_expires_at,
-    }
-
-
 class AgentToolsView(APIView):
+    def dispatch(self, request, *args, **kwargs):
+        with epoch.cached_reads():
+            return super().dispatch(request, *args, **kwargs)
+
     @extend_schema(responses=AgentToolListSerializer, operation_id="tools_list")
     def get(self, request):
         servers = selectors.usable_servers(request.user)
         slugs = selectors.slugs_for(request.user)
-        tools = [agent_tool(v, slugs[v.server.pk]) for v in selectors.tool_views(request.user, servers) if v.enabled]
-        return Response({"tools": tools, "count": len(tools)})
+        tools = catalog.agent_tools_json(catalog.catalog_views(request.user, servers), slugs)
+        body = f'{{"tools":[{",".join(tools)}],"count":{len(tools)}}}'
+        return HttpResponse(body.encode(), content_type="application/json")
 
 
 def _target(user, server_ref: str, tool: str) -> tuple[McpServer | None, str]:

@@ -157,7 +157,7 @@ def request_log_complete(
 def _complete_row(pk: int, outcome: dict[str, Any], server, user_id) -> None:
     sets = ", ".join(f"{name} = %s" for name in _OUTCOME)
     params = _prep(RequestLog, outcome)
-    update = f"UPDATE {_LOG} SET {sets} WHERE id = %s"  # noqa: S608
+    update = f"UPDATE {_LOG} SET {sets} WHERE id = %s"
     if connection.vendor == "postgresql":  # one statement: atomic without a transaction around it
         usage_sql, usage_params = _usage_sql(server, user_id, outcome["status_code"], outcome["duration_ms"])
         with connection.cursor() as cursor:

@@ -1,7 +1,9 @@
 """Seed benchmark data: a user (and API key), servers full of tools, and request log rows.
 
-bench/run.py calls it twice on its own database: first for the user and key, then (after the call paths
-are measured, so they run on a small database) for the read paths at scale. The last line of output is JSON.
+bench/run.py calls it on its own database: first for the user and key; then, after the call paths were
+measured on a small catalog, for the large catalog (`--manifest realistic`: tools described the way real
+servers describe them, about 1 KB each, so 100 tools make a ~100 KB manifest) and the request logs the read
+paths are timed on. The last line of output is JSON.
 """
 
 from __future__ import annotations
@@ -28,6 +30,59 @@ from mcpsettings.models import McpServer, McpTool, ServerStatus
 # Never contacted: the scale servers are registered and given tools, but no call goes to them.
 SCALE_ENDPOINT = "https://93.184.216.34/mcp"
 BATCH = 5_000
+
+# Vocabulary for realistic tool manifests (deterministic: the same seed gives the same bytes).
+NOUNS = ("issue", "pull request", "repository", "document", "ticket", "calendar event", "invoice", "customer",
+         "deployment", "incident", "dataset", "message", "file", "contact", "order", "build")  # fmt: skip
+VERBS = ("search", "get", "create", "update", "list", "delete", "archive", "comment on", "assign", "export")
+FIELDS = (
+    ("query", {"type": "string", "description": "Free-text search; supports quoted phrases and -exclusions."}),
+    ("owner", {"type": "string", "description": "Account or organization that owns the resource, e.g. acme."}),
+    ("state", {"type": "string", "enum": ["open", "closed", "all"], "default": "open",
+               "description": "Only items in this state."}),
+    ("labels", {"type": "array", "items": {"type": "string"}, "maxItems": 20,
+                "description": "Labels that must all be present."}),
+    ("since", {"type": "string", "format": "date-time", "description": "Only items updated at or after this time."}),
+    ("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 30,
+               "description": "How many results to return per page."}),
+    ("cursor", {"type": "string", "description": "Opaque cursor from a previous page's nextCursor."}),
+    ("sort", {"type": "string", "enum": ["created", "updated", "relevance"], "description": "Sort order."}),
+    ("include_archived", {"type": "boolean", "default": False, "description": "Also return archived items."}),
+)  # fmt: skip
+
+
+def realistic_tool(j: int) -> dict:
+    """Title, description, schemas and annotations of about 1 KB, like a real server's tools/list entry."""
+    verb, noun = VERBS[j % len(VERBS)], NOUNS[(j // len(VERBS)) % len(NOUNS)]
+    props = dict(FIELDS[k % len(FIELDS)] for k in range(j % 3, j % 3 + 4))
+    description = (
+        f"{verb.capitalize()} {noun}s in the connected workspace. Results respect the permissions of the "
+        f"connected account and are paginated; pass the returned cursor to fetch the next page. Use this when "
+        f"the user asks to {verb} a {noun} by name, owner, label or date. Rate limited to 60 calls a minute."
+    )
+    tool = {
+        "title": f"{verb.capitalize()} {noun}s",
+        "description": description,
+        "input_schema": {
+            "type": "object",
+            "properties": props,
+            "required": [next(iter(props))],
+            "additionalProperties": False,
+        },
+        "annotations": {
+            "readOnlyHint": verb in ("search", "get", "list", "export"),
+            "destructiveHint": verb in ("delete", "archive"),
+            "idempotentHint": verb != "create",
+            "openWorldHint": True,
+        },
+        "output_schema": None,
+    }
+    if j % 4 == 0:
+        tool["output_schema"] = {
+            "type": "object",
+            "properties": {"items": {"type": "array", "items": {"type": "object"}}, "nextCursor": {"type": "string"}},
+        }
+    return tool
 
 
 @contextmanager
@@ -63,10 +118,17 @@ class Command(BaseCommand):
             default=0,
             help="Tools t0..t<N-1> on each of the user's servers (new and existing; names already there are kept).",
         )
+        parser.add_argument(
+            "--manifest",
+            choices=("minimal", "realistic"),
+            default="minimal",
+            help="minimal: 'A tool.' and an empty object schema; realistic: about 1 KB per tool (title, "
+            "description, a schema with four described properties, annotations, some output schemas).",
+        )
         parser.add_argument("--log-rows", type=int, default=0)
         parser.add_argument("--log-server", help="Server id the log rows point at (default: the user's first).")
 
-    def handle(self, *args, email, password, key, servers, tools, log_rows, log_server, **options):
+    def handle(self, *args, email, password, key, servers, tools, manifest, log_rows, log_server, **options):
         if min(servers, tools, log_rows) < 0:
             raise CommandError("--servers, --tools and --log-rows cannot be negative.")
         try:
@@ -76,7 +138,7 @@ class Command(BaseCommand):
                 if key:
                     _, raw_key = account_services.api_key_create(actor=user, name=key, scopes=ALL_SCOPES)
                 created = self._servers(user, servers)
-                tool_count, approvals = self._tools(user, tools)
+                tool_count, approvals = self._tools(user, tools, realistic=manifest == "realistic")
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
         except Conflict as exc:  # e.g. MCP_MAX_SERVERS_PER_USER reached
@@ -90,6 +152,7 @@ class Command(BaseCommand):
                     "api_key": raw_key,
                     "server_ids": [str(server.pk) for server in created],
                     "tools_created": tool_count,
+                    "manifest_bytes_per_tool": self._manifest_bytes(tools, manifest),
                     "approvals_set": approvals,
                     "log_rows": logged,
                 }
@@ -115,10 +178,19 @@ class Command(BaseCommand):
         McpServer.objects.filter(pk__in=[s.pk for s in created]).update(status=ServerStatus.ACTIVE, status_detail="")
         return created
 
-    def _tools(self, user: User, count: int) -> tuple[int, int]:
+    @staticmethod
+    def _manifest_bytes(count: int, manifest: str) -> int:
+        """Average JSON size of one seeded tool's tools/list entry (name, title, description, schemas)."""
+        if not count:
+            return 0
+        entries = [{"name": f"t{j}", **(realistic_tool(j) if manifest == "realistic" else {})} for j in range(count)]
+        return round(sum(len(json.dumps(e)) for e in entries) / count)
+
+    def _tools(self, user: User, count: int, *, realistic: bool = False) -> tuple[int, int]:
         if not count:
             return 0, 0
         now = timezone.now()
+        minimal = {"description": "A tool.", "input_schema": {"type": "object"}}
         mine = McpTool.objects.filter(server__owner=user)
         before = mine.count()
         approvals = 0
@@ -128,10 +200,9 @@ class Command(BaseCommand):
                     McpTool(
                         server=server,
                         name=f"t{j}",
-                        description="A tool.",
                         digest="0" * 64,
-                        input_schema={"type": "object"},
                         last_seen=now,
+                        **(realistic_tool(j) if realistic else minimal),
                     )
                     for j in range(count)
                 ],
