@@ -118,7 +118,7 @@ def plain_call_data(body) -> dict | None:
     data = {"tool": tool, "arguments": arguments}
     if "server" in body:
         data["server"] = server
-    if approval_id is not None:
+    if "approval_id" in body:
         data["approval_id"] = approval_id
     return data
 
