@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class AccountsConfig(AppConfig):
@@ -7,8 +8,6 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported here, not at the top: they need the app registry (models) to be ready.
-        from django.db.models.signals import post_migrate
-
         from accounts import epoch, schema  # noqa: F401  (schema registers the OpenAPI auth extension)
         from accounts.models import ApiKey, Membership, Organization, User
 
