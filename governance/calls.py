@@ -88,11 +88,11 @@ def governed_call(
         return refusal
     if view.approval == NEVER:
         return _refuse(facts, "approval_denied", "Calls to this tool are never allowed.")
-    digest = arguments_digest(server, tool, facts.arguments)
     try:
         if view.approval == ALWAYS:
             entry = services.request_log_open(facts)
         else:
+            digest = arguments_digest(server, tool, facts.arguments)
             early = _approval_answer(facts, approval_id, digest)
             if early is not None:
                 return early

@@ -15,7 +15,7 @@ from mcpsettings import discovery
 from mcpsettings.models import McpServer
 from tests.conftest import key_client
 from tests.factories import make_api_key, make_server
-from tests.governance.helpers import CALL, CANARY, allow, call
+from tests.governance.helpers import CALL, CANARY, allow, call, mcp_call
 from tests.peers.faults import FaultServer
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("allow_private")]
@@ -303,19 +303,7 @@ def test_a_governed_call_runs_a_fixed_number_of_queries(owner, owner_api, server
         assert call(owner_api, server, "echo", {"text": "cold"}).status_code == 200
     with django_assert_max_num_queries(warm):
         assert call(owner_api, server, "echo", {"text": "hi"}).status_code == 200
-    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
-    body = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {"name": "peer__echo", "arguments": {"text": "x"}, "_meta": meta},
-    }
-    headers = {
-        "HTTP_MCP_PROTOCOL_VERSION": "2026-07-28",
-        "HTTP_MCP_METHOD": "tools/call",
-        "HTTP_MCP_NAME": "peer__echo",
-    }
-    owner_api.post("/mcp", body, format="json", **headers)  # the slug map, once
+    mcp_call(owner_api, "peer__echo", {"text": "x"})  # the slug map, once
     with django_assert_max_num_queries(warm):
-        res = owner_api.post("/mcp", body, format="json", **headers)
+        res = mcp_call(owner_api, "peer__echo", {"text": "x"})
     assert res.json()["result"]["isError"] is False

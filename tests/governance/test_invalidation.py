@@ -18,7 +18,7 @@ from governance.models import ToolApproval, ToolPermission
 from mcpsettings import discovery
 from mcpsettings.models import Credential, McpServer, McpTool
 from tests.factories import make_api_key, make_server
-from tests.governance.helpers import allow, call
+from tests.governance.helpers import allow, call, mcp_call
 from tests.peers.recorder import HostileServer
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("allow_private")]
@@ -137,21 +137,9 @@ def test_a_rotated_credential_is_the_one_sent_next(owner, django_assert_max_num_
 def test_mcp_obeys_a_revoked_key_and_a_never_on_the_next_call(owner, server):
     key, client = agent(owner)
     allow(owner, server, "echo")
-    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
-    body = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {"name": "peer__echo", "arguments": {"text": "x"}, "_meta": meta},
-    }
-    headers = {
-        "HTTP_MCP_PROTOCOL_VERSION": "2026-07-28",
-        "HTTP_MCP_METHOD": "tools/call",
-        "HTTP_MCP_NAME": "peer__echo",
-    }
 
     def mcp():
-        return client.post("/mcp", body, format="json", **headers)
+        return mcp_call(client, "peer__echo", {"text": "x"})
 
     assert mcp().json()["result"]["isError"] is False
     assert mcp().json()["result"]["isError"] is False
