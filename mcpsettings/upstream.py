@@ -67,8 +67,10 @@ class _ClientPool:
     """Long-lived clients per (server, credential) in this process, for tool calls on the hot path.
 
     They keep their HTTP connections (keep-alive) and, for handshake protocol versions, their MCP
-    session, so a call costs one upstream round trip instead of three. Connections are still opened
-    through the SSRF-pinned adapter. Bounded; the oldest client is closed when it is full.
+    session, so a call costs one upstream round trip instead of three. Every new connection is still
+    SSRF-checked and pinned (mcp_client.transport). Bounded; the oldest client is closed when it is full.
+    The same client may serve several threads at once: its transport gives each request a connection
+    of its own.
     """
 
     def __init__(self, size: int = 256) -> None:

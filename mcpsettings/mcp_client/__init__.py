@@ -1,4 +1,4 @@
-"""Gatehouse's MCP protocol client (Streamable HTTP, on requests)."""
+"""Gatehouse's MCP protocol client (Streamable HTTP over its own kept-alive, SSRF-pinned HTTP/1.1 transport)."""
 
 from mcpsettings.mcp_client.client import McpClient, ServerDescription
 from mcpsettings.mcp_client.errors import McpError

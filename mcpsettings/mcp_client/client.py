@@ -1,4 +1,4 @@
-"""A Streamable HTTP MCP client on `requests`.
+"""A Streamable HTTP MCP client on Gatehouse's own HTTP/1.1 transport (mcp_client.transport).
 
 Speaks 2025-03-26, 2025-06-18 and 2025-11-25 (initialize handshake, session id) and 2026-07-28
 (no handshake: every POST names its version and method in headers and `params._meta`). It tries the
@@ -9,16 +9,16 @@ newest first and falls back to the handshake when the server answers 400 or does
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin
 
-import requests
 from django.conf import settings
 
-from mcpsettings import safehttp, ssrf
+from mcpsettings import ssrf
 from mcpsettings.mcp_client import wire
 from mcpsettings.mcp_client.errors import McpError, ToolLimitExceeded
 from mcpsettings.mcp_client.protocol import (
@@ -30,6 +30,7 @@ from mcpsettings.mcp_client.protocol import (
     STATELESS_VERSION,
     SUPPORTED_VERSIONS,
 )
+from mcpsettings.mcp_client.transport import Response, Transport, dumps
 
 CLIENT_INFO = {"name": "gatehouse", "title": "Gatehouse MCP gateway", "version": "1.0"}
 CLIENT_CAPABILITIES: dict[str, Any] = {}
@@ -57,7 +58,7 @@ class McpClient:
         versions: tuple[str, ...] = SUPPORTED_VERSIONS,
         max_tools: int | None = None,
         max_pages: int | None = None,
-        http: requests.Session | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.url = url
         self.auth_headers = dict(headers or {})
@@ -66,9 +67,10 @@ class McpClient:
         self.versions = tuple(v for v in versions if v in SUPPORTED_VERSIONS) or SUPPORTED_VERSIONS
         self.max_tools = max_tools or settings.MCP_MAX_TOOLS
         self.max_pages = max_pages or settings.MCP_MAX_TOOL_PAGES
-        self.http = http or safehttp.session()
-        self._own_http = http is None
+        self.transport = transport or Transport()
+        self._own_transport = transport is None
         self._ids = itertools.count(1)
+        self._lock = threading.Lock()
         self.session_id: str | None = None
         self.description: ServerDescription | None = None
 
@@ -96,25 +98,29 @@ class McpClient:
     def connect(self) -> ServerDescription:
         if self.description is not None:
             return self.description
+        with self._lock:  # threads sharing a pooled client start one session, not one each
+            if self.description is None:
+                self.description = self._handshake()
+            return self.description
+
+    def _handshake(self) -> ServerDescription:
         if STATELESS_VERSION in self.versions:
             try:
-                self.description = self._discover()
-                return self.description
+                return self._discover()
             except McpError as exc:
                 if not _means_no_stateless(exc) or not any(v in HANDSHAKE_VERSIONS for v in self.versions):
                     raise
-        self.description = self._initialize()
-        return self.description
+        return self._initialize()
 
     def close(self) -> None:
         if self.session_id:
             try:
-                self.http.delete(self.url, headers=self._headers(), timeout=min(self.timeout, 5), allow_redirects=False)
-            except requests.RequestException:
+                self.transport.request("DELETE", self.url, self._headers(), b"", timeout=min(self.timeout, 5)).close()
+            except (McpError, UnicodeError):
                 pass  # ending a session is a courtesy
             self.session_id = None
-        if self._own_http:
-            self.http.close()
+        if self._own_transport:
+            self.transport.close()
 
     # --- operations -----------------------------------------------------------------------
 
@@ -163,14 +169,17 @@ class McpClient:
         """Send a request and return its `result`; JSON-RPC errors raise McpError(kind="protocol")."""
         if self.description is None and method not in ("initialize", "server/discover"):
             self.connect()
+        session = self.session_id
         try:
             return self._request_once(method, params)
         except McpError as exc:
             if exc.kind != "session" or self.stateless:
                 raise
-        # The server forgot our session (404): start again, once.
-        self.session_id = None
-        self.description = None
+        # The server forgot our session (404): start again, once (unless another thread already has).
+        with self._lock:
+            if self.session_id == session:
+                self.session_id = None
+                self.description = None
         self.connect()
         return self._request_once(method, params)
 
@@ -262,8 +271,12 @@ class McpClient:
         headers = {**self._headers(version_override), "Content-Type": "application/json", **extra}
         deadline = time.monotonic() + self.timeout * 2
         url = self.url
+        try:
+            body = dumps(message)
+        except ValueError:  # NaN or Infinity, which JSON cannot carry
+            raise McpError("unreachable", "The request to the server failed.") from None
         for _ in range(MAX_REDIRECTS + 1):
-            response = self._send(url, headers, message)
+            response = self._send(url, headers, body)
             if response.status_code in (307, 308) and response.headers.get("Location"):
                 response.close()
                 target = urljoin(url, response.headers["Location"])
@@ -283,35 +296,16 @@ class McpClient:
         finally:
             response.close()
 
-    def _send(self, url: str, headers: dict[str, str], message: dict) -> requests.Response:
+    def _send(self, url: str, headers: dict[str, str], body: bytes) -> Response:
+        """One POST: the transport maps connection failures (blocked, unreachable, timeout) to McpError."""
         try:
-            return self.http.post(
-                url,
-                json=message,
-                headers=headers,
-                timeout=(self.timeout, self.timeout),
-                stream=True,
-                allow_redirects=False,
-            )
-        except requests.exceptions.ConnectTimeout:
-            raise McpError("timeout", f"Connecting to the server timed out after {self.timeout:g} s.") from None
-        except requests.exceptions.ReadTimeout:
-            raise McpError("timeout", f"The server did not answer within {self.timeout:g} s.") from None
-        except requests.exceptions.SSLError:
-            raise McpError("unreachable", "The server's TLS certificate could not be verified.") from None
-        except requests.exceptions.ConnectionError as exc:
-            reason = safehttp.ssrf_reason(exc)
-            if reason:
-                raise McpError("blocked", reason) from None
-            raise McpError("unreachable", "The server cannot be reached (connection refused or reset).") from None
-        except requests.exceptions.RequestException:
-            raise McpError("unreachable", "The request to the server failed.") from None
+            return self.transport.request("POST", url, headers, body, timeout=self.timeout)
         except UnicodeError:  # a header value outside Latin-1 (e.g. a token stored before it was validated)
             raise McpError(
                 "auth_required", "The stored credential cannot be sent in an HTTP header; enter it again."
             ) from None
 
-    def _read(self, response: requests.Response, message: dict, expect_id, deadline: float):
+    def _read(self, response: Response, message: dict, expect_id, deadline: float):
         status = response.status_code
         session = response.headers.get("Mcp-Session-Id")
         if session and message.get("method") == "initialize" and status == 200:
@@ -398,7 +392,7 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _reason(response: requests.Response) -> str:
+def _reason(response: Response) -> str:
     return f" ({response.reason})." if response.reason else "."
 
 

@@ -6,37 +6,32 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import requests
-
 from accounts import jsonsafe
 from mcpsettings.mcp_client.errors import McpError
+from mcpsettings.mcp_client.transport import Response
 
 CHUNK = 16 * 1024
 
 
-def _chunks(response: requests.Response, max_bytes: int, deadline: float) -> Iterator[bytes]:
+def _chunks(response: Response, max_bytes: int, deadline: float) -> Iterator[bytes]:
+    """The body as it arrives, cut at `max_bytes` and at the deadline.
+
+    The response (mcp_client.transport) raises McpError itself when the connection breaks or goes quiet
+    for longer than the client's timeout; the deadline bounds an answer that trickles in.
+    """
     total = 0
-    try:
-        for chunk in response.iter_content(chunk_size=CHUNK):
-            if not chunk:
-                continue
-            total += len(chunk)
-            if total > max_bytes:
-                raise McpError("too_large", f"The server's answer is larger than the {max_bytes:,}-byte limit.")
-            if time.monotonic() > deadline:
-                raise McpError("timeout", "The server took too long to answer.")
-            yield chunk
-    except requests.exceptions.ConnectionError as exc:
-        if "Read timed out" in str(exc):
-            raise McpError("timeout", "The server stopped sending before the answer was complete.") from None
-        raise McpError("unreachable", "The connection to the server broke while it was answering.") from None
-    except requests.exceptions.Timeout:
-        raise McpError("timeout", "The server stopped sending before the answer was complete.") from None
-    except requests.exceptions.ChunkedEncodingError:
-        raise McpError("unreachable", "The connection to the server broke while it was answering.") from None
+    for chunk in response.iter_content(chunk_size=CHUNK):
+        if not chunk:
+            continue
+        total += len(chunk)
+        if total > max_bytes:
+            raise McpError("too_large", f"The server's answer is larger than the {max_bytes:,}-byte limit.")
+        if time.monotonic() > deadline:
+            raise McpError("timeout", "The server took too long to answer.")
+        yield chunk
 
 
-def read_json(response: requests.Response, max_bytes: int, deadline: float) -> Any:
+def read_json(response: Response, max_bytes: int, deadline: float) -> Any:
     body = b"".join(_chunks(response, max_bytes, deadline))
     return _loads(body, "not_mcp", "The server's answer is not valid JSON; is this an MCP endpoint?")
 
@@ -107,7 +102,7 @@ def find_response(messages: Any, request_id: Any) -> dict | None:
     return None
 
 
-def read_sse(response: requests.Response, request_id: Any, max_bytes: int, deadline: float) -> dict:
+def read_sse(response: Response, request_id: Any, max_bytes: int, deadline: float) -> dict:
     """Read events until the response to `request_id`; skip priming events and notifications."""
     for event in parse_sse_events(_lines(_chunks(response, max_bytes, deadline))):
         if event["event"] not in ("message", ""):

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rest_framework.exceptions import APIException
 
-from accounts import epoch
+from accounts import epoch, ratelimit
 from accounts.authentication import resolve_api_key
 from accounts.models import ApiKey, Membership, Role
 from governance.agents.rest import plain_call_data
@@ -114,6 +114,7 @@ def apply(ctx, change):
 def decisions(ctx) -> dict:
     """Everything a call decides with, as plain values."""
     member = ctx["member"]
+    ratelimit.reset("apikey", "127.0.0.1")  # failures are counted: both readings start from the same count
     try:
         key = resolve_api_key(ctx["raw"], "127.0.0.1").pk
     except APIException as exc:
