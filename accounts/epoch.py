@@ -31,6 +31,8 @@ from django.conf import settings
 from django.db import DatabaseError, connection, connections, transaction
 from django.utils import timezone
 
+from accounts import hotsql
+
 T = TypeVar("T")
 TABLE = "accounts_cacheepoch"
 MAX_ENTRIES = 20_000  # a full memo starts again rather than growing without bound
@@ -85,7 +87,7 @@ def read_epoch() -> int | None:
     as the connection health check the hot path skips."""
     for attempt in (1, 2):
         try:
-            with connection.cursor() as cursor:
+            with hotsql.cursor() as cursor:
                 cursor.execute(f"SELECT value FROM {TABLE} WHERE id = 1")
                 row = cursor.fetchone()
             return row[0] if row else None

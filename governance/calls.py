@@ -22,7 +22,7 @@ from accounts.epoch import memoized
 from accounts.redaction import cut_secrets, redact_text
 from governance import services
 from governance.approval_arguments import arguments_digest
-from governance.models import ApprovalRequest, ApprovalStatus, RequestLog
+from governance.models import ApprovalRequest, ApprovalStatus
 from governance.selectors import ALWAYS, NEVER, ToolView, tool_view
 from governance.services import CallFacts
 from mcpsettings import upstream
@@ -185,7 +185,7 @@ def _refuse(facts: CallFacts, code: str, detail: str, *, approval=None, count_us
     return CallResult(REFUSED, code, detail, approval=approval, request_id=entry.pk)
 
 
-def _run(facts: CallFacts, entry: RequestLog, credential: Credential | None) -> CallResult:
+def _run(facts: CallFacts, entry: services.Recorded, credential: Credential | None) -> CallResult:
     try:
         result = upstream.with_client(
             facts.server,
@@ -215,7 +215,7 @@ def _run(facts: CallFacts, entry: RequestLog, credential: Credential | None) -> 
     return CallResult(ALLOWED, label, result=result, request_id=entry.pk, warning=warning)
 
 
-def _complete(entry: RequestLog, facts: CallFacts, response: dict, label: str, *, error: str = "") -> str:
+def _complete(entry: services.Recorded, facts: CallFacts, response: dict, label: str, *, error: str = "") -> str:
     """Complete the opened row; on a database failure the tool has still run, so the answer stands with a
     warning (never "try again": that would run it twice) and the row waits for request_logs_settle."""
     try:

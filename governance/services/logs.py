@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from accounts import hotsql
 from accounts.jsonsafe import clean_text
 from accounts.ratelimit import valid_ip
 from accounts.redaction import redact_for_storage, redact_text
@@ -90,8 +91,11 @@ _LOG_COLUMNS = (
 _OUTCOME = ("response_body", "status", "status_code", "duration_ms", "error_message")
 
 
-def _prep(model, values: dict[str, Any]) -> list[Any]:
-    return [model._meta.get_field(name).get_db_prep_save(value, connection) for name, value in values.items()]
+@dataclass(frozen=True)
+class Recorded:
+    """The id of a row just written (no model instance: this runs on every call)."""
+
+    pk: int
 
 
 def _outcome(facts: CallFacts, *, response, status: str, status_code: int, error: str, duration: int) -> dict:
@@ -107,8 +111,9 @@ def _outcome(facts: CallFacts, *, response, status: str, status_code: int, error
 def _insert_row(values: dict[str, Any]) -> int:
     columns = ", ".join(RequestLog._meta.get_field(name).column for name in values)
     marks = ", ".join(["%s"] * len(values))
-    with connection.cursor() as cursor:
-        cursor.execute(f"INSERT INTO {_LOG} ({columns}) VALUES ({marks}) RETURNING id", _prep(RequestLog, values))
+    with hotsql.cursor() as cursor:
+        sql = f"INSERT INTO {_LOG} ({columns}) VALUES ({marks}) RETURNING id"
+        cursor.execute(sql, hotsql.values(RequestLog, values))
         return cursor.fetchone()[0]
 
 
@@ -118,7 +123,7 @@ def _row(facts: CallFacts, outcome: dict[str, Any]) -> dict[str, Any]:
 
 def request_log_record(
     facts: CallFacts, *, response, status: str, status_code: int, error: str, count_usage: bool = True
-) -> RequestLog:
+) -> Recorded:
     """A call that did not run upstream: its row and (unless it is not a call to a known server, or it
     only waits for a person) the day's usage, in one transaction."""
     duration = facts.duration_ms()
@@ -126,25 +131,25 @@ def request_log_record(
     with transaction.atomic():
         pk = _insert_row(_row(facts, outcome))
         if count_usage and facts.server is not None:
-            with connection.cursor() as cursor:
+            with hotsql.cursor() as cursor:
                 _add_usage(cursor, facts.server, getattr(facts.user, "pk", None), status_code, duration)
-    return RequestLog(pk=pk)
+    return Recorded(pk)
 
 
-def request_log_open(facts: CallFacts, *, once_digest: str | None = None) -> RequestLog | None:
+def request_log_open(facts: CallFacts, *, once_digest: str | None = None) -> Recorded | None:
     """The row that says a call is running, written (one statement) before the upstream sees it. With
     `once_digest`, a matching once-approval is used up in the same transaction (None: none to use)."""
     running = {"response_body": {}, "status": RUNNING, "status_code": 0, "duration_ms": 0, "error_message": ""}
     if once_digest is None:
-        return RequestLog(pk=_insert_row(_row(facts, running)))
+        return Recorded(_insert_row(_row(facts, running)))
     with transaction.atomic():
         if not once_approval_use(user=facts.user, server=facts.server, tool=facts.tool, digest=once_digest):
             return None
-        return RequestLog(pk=_insert_row(_row(facts, running)))
+        return Recorded(_insert_row(_row(facts, running)))
 
 
 def request_log_complete(
-    entry: RequestLog, facts: CallFacts, *, response, status: str, status_code: int, error: str
+    entry: Recorded, facts: CallFacts, *, response, status: str, status_code: int, error: str
 ) -> None:
     """Finish the row opened before the upstream call and count it: one statement on PostgreSQL (the row's
     UPDATE feeds the usage upsert), one transaction on SQLite. A row request_logs_settle already marked (a
@@ -156,22 +161,22 @@ def request_log_complete(
 
 def _complete_row(pk: int, outcome: dict[str, Any], server, user_id) -> None:
     sets = ", ".join(f"{name} = %s" for name in _OUTCOME)
-    params = _prep(RequestLog, outcome)
+    params = hotsql.values(RequestLog, outcome)
     update = f"UPDATE {_LOG} SET {sets} WHERE id = %s"
     if connection.vendor == "postgresql":  # one statement: atomic without a transaction around it
         usage_sql, usage_params = _usage_sql(server, user_id, outcome["status_code"], outcome["duration_ms"])
-        with connection.cursor() as cursor:
+        with hotsql.cursor() as cursor:
             sql = f"WITH done AS ({update} AND status = %s RETURNING id) {usage_sql.replace(SOURCE, 'done')}"
             cursor.execute(sql, [*params, pk, RUNNING, *usage_params])
             counted = cursor.fetchone() is not None
     else:
-        with transaction.atomic(), connection.cursor() as cursor:
+        with transaction.atomic(), hotsql.cursor() as cursor:
             cursor.execute(f"{update} AND status = %s", [*params, pk, RUNNING])
             counted = cursor.rowcount == 1
             if counted:
                 _add_usage(cursor, server, user_id, outcome["status_code"], outcome["duration_ms"])
     if not counted:  # settled meanwhile: the row gets its real outcome, the usage already counts it
-        with connection.cursor() as cursor:
+        with hotsql.cursor() as cursor:
             cursor.execute(update, [*params, pk])
 
 
@@ -191,7 +196,7 @@ def request_logs_settle(*, older_than: timedelta | None = None) -> int:
             entry.error_message = "The call ran, but its result was never recorded (the database was unavailable)."
             entry.save(update_fields=["status", "status_code", "error_message"])
             if entry.server_id is not None:
-                with connection.cursor() as cursor:
+                with hotsql.cursor() as cursor:
                     _add_usage(cursor, entry.server, entry.user_id, 0, entry.duration_ms)
             settled += 1
     return settled
@@ -257,13 +262,13 @@ def _usage_sql(server, user_id, status_code: int, duration: int) -> tuple[str, l
     bump = _BUMP[connection.vendor].format(n=HISTOGRAM_SIZE, i=int(bucket))
     sql = (
         f"INSERT INTO {_USAGE} AS u ({_USAGE_COLUMNS}, latency_histogram) "
-        f"SELECT {', '.join(['%s'] * len(values))} FROM {SOURCE} "
+        f"SELECT {hotsql.typed_marks(UsageDaily, list(values))} FROM {SOURCE} "
         f"ON CONFLICT {_CONFLICT[org_id is not None]} DO UPDATE SET "
         "request_count = u.request_count + 1, successful = u.successful + excluded.successful, "
         "failed = u.failed + excluded.failed, total_duration_ms = u.total_duration_ms + excluded.total_duration_ms, "
         f"latency_histogram = {bump} RETURNING 1"
     )
-    return sql, _prep(UsageDaily, values)
+    return sql, hotsql.values(UsageDaily, values)
 
 
 def _add_usage(cursor, server, user_id, status_code: int, duration: int) -> None:

@@ -224,8 +224,7 @@ def test_a_call_slower_than_the_settle_cutoff_is_counted_once(owner, target):
     entry = services.request_log_open(facts)
     assert services.request_logs_settle(older_than=timezone.timedelta(0)) == 1
     services.request_log_complete(entry, facts, response={"content": []}, status="ok", status_code=200, error="")
-    entry.refresh_from_db()
-    assert entry.status == "ok"
+    assert RequestLog.objects.get(pk=entry.pk).status == "ok"
     assert sum(UsageDaily.objects.filter(server=target).values_list("request_count", flat=True)) == 1
 
 
