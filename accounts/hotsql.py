@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import Any
 
 from django.db import connection
+from django.db.backends.utils import CursorDebugWrapper
 from django.db.models import JSONField, Model
 from psycopg import Cursor
 from psycopg.types.json import Jsonb
@@ -33,11 +34,21 @@ def cursor() -> Iterator[Any]:
     raw_connection = connection.connection
     raw_connection.prepare_threshold = 0  # only server-binding cursors (these) ever prepare
     raw = Cursor(raw_connection)
-    wrapped = connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+    wrapped = _Logged(raw, connection) if connection.queries_logged else connection.make_cursor(raw)
     try:
         yield wrapped
     finally:
         raw.close()
+
+
+class _Logged(CursorDebugWrapper):
+    """Django's query log for a server-bound cursor: psycopg keeps no query text once a statement is
+    prepared, so the log records the statement as written."""
+
+    @contextmanager
+    def debug_sql(self, sql=None, params=None, use_last_executed_query=False, many=False):
+        with super().debug_sql(sql, params, use_last_executed_query=False, many=many):
+            yield
 
 
 def values(model: type[Model], row: dict[str, Any]) -> list[Any]:
