@@ -48,6 +48,7 @@ class Watch:
     columns: tuple[str, ...] | None = None
     inserts: bool = True
     row_filter: str = ""
+    per_row: bool = False  # PostgreSQL: bump only when rows changed (statement triggers fire on none too)
 
 
 WATCHED: dict[str, Watch] = {}
@@ -114,6 +115,16 @@ def cached_reads() -> Iterator[None]:
         _local.epoch = None
 
 
+def reread() -> None:
+    """Inside `cached_reads()`: take the counter again, so a long request's later steps (the next call of
+    a batch) see what was committed meanwhile."""
+    if getattr(_local, "epoch", None) is None:
+        return  # not in a block, or nothing is remembered in this one
+    epoch = read_epoch()
+    MEMO.align(epoch)
+    _local.epoch = epoch
+
+
 def memoized(
     key: Any,
     build: Callable[[], T],
@@ -158,8 +169,16 @@ def earliest(*moments: datetime | None) -> datetime | None:
 
 # --- triggers ---------------------------------------------------------------------------------------
 
-_BUMP_PG = f"INSERT INTO {TABLE} (id, value) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET value = {TABLE}.value + 1"
-_BUMP_SQLITE = f"INSERT INTO {TABLE} (id, value) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET value = value + 1"
+# A counter row created afresh (first migrate, a flush, a manual delete) starts at a random value, so it never
+# repeats one a worker still remembers.
+_BUMP_PG = (
+    f"INSERT INTO {TABLE} (id, value) VALUES (1, (random() * 1e15)::bigint) "
+    f"ON CONFLICT (id) DO UPDATE SET value = {TABLE}.value + 1"
+)
+_BUMP_SQLITE = (
+    f"INSERT INTO {TABLE} (id, value) VALUES (1, abs(random() % 1000000000000000)) "
+    "ON CONFLICT (id) DO UPDATE SET value = value + 1"
+)
 
 
 def _events(w: Watch) -> Iterable[tuple[str, str, str]]:
@@ -192,6 +211,7 @@ def trigger_sql(vendor: str) -> list[tuple[str | None, str]]:
             if vendor == "postgresql":
                 # One bump per statement unless rows must be told apart (then per row).
                 level = f"FOR EACH ROW WHEN ({where})" if where else "FOR EACH STATEMENT"
+                level = "FOR EACH ROW" if w.per_row and not where else level
                 statements.append(
                     (
                         w.table,

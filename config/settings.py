@@ -102,8 +102,10 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if not env("DB_SYNCHRONOUS_COMMIT") and "postgresql" in DATABASES["default"]["ENGINE"]:
     # Opt-in only: a commit returns before its WAL is flushed, so a PostgreSQL crash (not a Gatehouse one)
-    # can lose the last few hundred milliseconds of log rows and usage that agents were already answered for.
-    DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c synchronous_commit=off"
+    # can lose the last few hundred milliseconds of every commit: log rows and usage agents were already
+    # answered for, and changes people were told were saved (a revoked key, a permission, a deleted token).
+    options = DATABASES["default"].setdefault("OPTIONS", {})
+    options["options"] = f"{options.get('options', '')} -c synchronous_commit=off".strip()
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Concurrent readers and a writer without "database is locked" in dev.
     DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})

@@ -33,6 +33,8 @@ CATALOG_FIELDS = (
     "digest",
 )
 
+# Caller-supplied text longer than this is never part of a memo key (names are ≤ 200, ids 36 characters).
+MEMO_KEY_LIMIT = 256
 # What a call path never reads: a catalog of 100 tools can weigh 100 KB per server.
 HEAVY_SERVER_FIELDS = ("tools_manifest", "server_info", "capabilities", "instructions")
 
@@ -56,7 +58,9 @@ class ToolView:
 def callable_server(user, ref: str) -> McpServer | None:
     """A visible live server by id or (case-insensitive, unambiguous) name: what a call may name.
     The manifest is not loaded: a call never needs it."""
-    return memoized(("callable_server", user.pk, str(ref)), lambda: _callable_server(user, ref))
+    if len(str(ref)) > MEMO_KEY_LIMIT:  # no real id or name is this long: never a memo key
+        return _callable_server(user, ref)
+    return memoized(("callable_server", user.pk, str(ref)), lambda: _callable_server(user, ref), keep_missing=False)
 
 
 def _callable_server(user, ref: str) -> McpServer | None:
@@ -160,13 +164,18 @@ def _view(server: McpServer, tool: McpTool, org_row: bool | None, user_row: bool
 
 
 def tool_view(user, server: McpServer, tool_name: str, *, light: bool = False) -> ToolView | None:
-    if light:  # the call path: remembered by this worker until a row it depends on changes
+    if light and len(tool_name) <= MEMO_KEY_LIMIT:  # the call path: remembered until a row it reads changes
         return memoized(
             ("tool_view", user.pk, server.pk, tool_name),
-            lambda: tool_view(user, server, tool_name),
+            lambda: _tool_view(user, server, tool_name, light=True),
             until=lambda view: view.approval_expires_at if view.approval == ALWAYS else None,
+            keep_missing=False,
         )
-    found = tool_views(user, [server], tool_name=tool_name, light=True)
+    return _tool_view(user, server, tool_name, light=light)
+
+
+def _tool_view(user, server: McpServer, tool_name: str, *, light: bool) -> ToolView | None:
+    found = tool_views(user, [server], tool_name=tool_name, light=light)
     return found[0] if found else None
 
 

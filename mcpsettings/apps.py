@@ -19,4 +19,5 @@ class McpsettingsConfig(AppConfig):
         epoch.watch(Gateway.sources.through._meta.db_table)
         # A session is found by the digest of its id; only what it binds matters, not when it was last seen.
         session_columns = ("user_id", "api_key_id", "gateway_id", "protocol_version", "client_capabilities")
-        epoch.watch(McpSession._meta.db_table, columns=session_columns, inserts=False)
+        # Row-level: the periodic prune of idle sessions mostly deletes nothing, and must not empty the memo.
+        epoch.watch(McpSession._meta.db_table, columns=session_columns, inserts=False, per_row=True)

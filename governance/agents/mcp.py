@@ -123,7 +123,9 @@ def _endpoint(request: HttpRequest, slug: str | None) -> HttpResponse:
         return refused
     gateway = None
     if slug is not None:
-        gateway = epoch.memoized(("gateway", key.user.pk, slug), lambda: _gateway(key.user, slug))
+        if len(slug) <= Gateway._meta.get_field("slug").max_length:  # a longer one names nothing
+            remember = ("gateway", key.user.pk, slug)
+            gateway = epoch.memoized(remember, lambda: _gateway(key.user, slug), keep_missing=False)
         if gateway is None:
             return _json(_error(None, INVALID_REQUEST, "No such gateway."), 404)
     session, refused = _session(request, key.user, gateway)
@@ -206,7 +208,7 @@ def _respond(ctx: Context, message: Any, session, header_version: str) -> HttpRe
     if isinstance(message, list):
         if not message:
             return _json(_error(None, INVALID_REQUEST, "Empty batch."), 400)
-        answers = [_batch_item(ctx, m, session, header_version) for m in message]
+        answers = [_batch_item(ctx, m, session, header_version, first=i == 0) for i, m in enumerate(message)]
         answers = [a for a in answers if a is not None]
         return _json(answers) if answers else HttpResponse(status=202)
     answer = _handle(ctx, message, session, header_version)
@@ -217,11 +219,20 @@ def _respond(ctx: Context, message: Any, session, header_version: str) -> HttpRe
     return _json(answer, status, headers)
 
 
-def _batch_item(ctx: Context, message: Any, session, header_version: str):
+def _batch_item(ctx: Context, message: Any, session, header_version: str, *, first: bool):
     """One message of a batch: initialize may not be batched (one request, one session), and the
-    transport-level keys of a single answer (HTTP status, headers) are not part of the JSON-RPC answer."""
+    transport-level keys of a single answer (HTTP status, headers) are not part of the JSON-RPC answer.
+    Each message after the first is decided afresh: what was committed while the earlier ones ran (a
+    revoked key, a "never") holds for it, as it would for a separate request."""
+    msg_id = message.get("id") if isinstance(message, dict) else None
     if isinstance(message, dict) and message.get("method") == "initialize":
-        return _error(message.get("id"), INVALID_REQUEST, "initialize cannot be part of a batch.")
+        return _error(msg_id, INVALID_REQUEST, "initialize cannot be part of a batch.")
+    if not first:
+        epoch.reread()
+        try:
+            resolve_api_key(ctx.raw_key, client_ip(ctx.request))
+        except (AuthenticationFailed, Throttled) as exc:
+            return _error(msg_id, INVALID_REQUEST, str(exc.detail)) if msg_id is not None else None
     answer = _handle(ctx, message, session, header_version)
     if isinstance(answer, dict):
         answer.pop("_http_status", None)

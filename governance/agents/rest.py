@@ -87,7 +87,7 @@ class ToolCallView(APIView):
 def _plain_call(request) -> HttpResponse | None:
     """The call without DRF, or None when DRF must answer (see ToolCallView)."""
     raw_key = key_from_header(request)
-    if raw_key is None or request.content_type != "application/json":
+    if raw_key is None or request.content_type != "application/json" or not _plain_negotiation(request):
         return None
     known = epoch.remembered(("api_key", api_key_digest(raw_key)))
     key = known[0] if known is not None else None
@@ -101,6 +101,18 @@ def _plain_call(request) -> HttpResponse | None:
         return None
     api_key_touch(key)
     return _call(request, key.user, key, raw_key, data)
+
+
+def _plain_negotiation(request) -> bool:
+    """What DRF would answer with JSON without a word: UTF-8 in, JSON (or anything) accepted, no ?format."""
+    charset = request.content_params.get("charset", "utf-8").lower().replace("_", "-")
+    accept = request.META.get("HTTP_ACCEPT", "")
+    if ";" in accept:  # quality values and parameters: DRF's negotiation decides
+        return False
+    accepts_json = not accept.strip() or any(
+        part.split(";")[0].strip() in ("*/*", "application/*", "application/json") for part in accept.split(",")
+    )
+    return charset in ("utf-8", "utf8") and accepts_json and "format" not in request.GET
 
 
 def plain_call_data(body) -> dict | None:

@@ -240,6 +240,29 @@ def fresh_histogram(bucket: int) -> list[int]:
     return [1 if i == bucket else 0 for i in range(HISTOGRAM_SIZE)]
 
 
+def _add_usage_without_user(server, status_code: int, duration: int) -> None:
+    """A deleted user's call, settled later: NULLs never conflict in a unique index, so no upsert (rare)."""
+    ok, bucket, today = 200 <= status_code < 300, latency_bucket(duration), timezone.localdate()
+    lookup = {"server": server, "organization_id": server.organization_id, "user": None, "date": today}
+    row = UsageDaily.objects.select_for_update().filter(**lookup).first()
+    if row is None:
+        UsageDaily.objects.create(
+            **lookup,
+            request_count=1,
+            successful=int(ok),
+            failed=int(not ok),
+            total_duration_ms=duration,
+            latency_histogram=fresh_histogram(bucket),
+        )
+        return
+    histogram = row.latency_histogram if len(row.latency_histogram or []) == HISTOGRAM_SIZE else [0] * HISTOGRAM_SIZE
+    histogram[bucket] += 1
+    row.request_count, row.total_duration_ms = row.request_count + 1, row.total_duration_ms + duration
+    row.successful, row.failed = row.successful + int(ok), row.failed + int(not ok)
+    row.latency_histogram = histogram
+    row.save(update_fields=["request_count", "successful", "failed", "total_duration_ms", "latency_histogram"])
+
+
 SOURCE = "<source>"  # where the upserted row's values are selected from (a CTE, or one constant row)
 
 
@@ -273,6 +296,9 @@ def _usage_sql(server, user_id, status_code: int, duration: int) -> tuple[str, l
 
 def _add_usage(cursor, server, user_id, status_code: int, duration: int) -> None:
     """Add one call to the day's counters (inside the caller's transaction)."""
+    if user_id is None:
+        _add_usage_without_user(server, status_code, duration)
+        return
     sql, params = _usage_sql(server, user_id, status_code, duration)
     source = "(SELECT 1) AS one" if connection.vendor == "postgresql" else "(SELECT 1) AS one WHERE true"
     cursor.execute(sql.replace(SOURCE, source), params)

@@ -167,3 +167,70 @@ def test_writes_that_decide_nothing_leave_the_memo_alone(owner, server):
     assert epoch.read_epoch() == before
     ToolApproval.objects.create(user=owner, server=server, tool_name="echo", approval_type="always")
     assert epoch.read_epoch() != before
+
+
+def test_each_call_of_an_mcp_batch_obeys_what_was_committed_before_it(monkeypatch, owner, server):
+    """A batch is one request, but a change committed while its first call ran holds for the second."""
+    from governance import calls
+
+    _, client = agent(owner)
+    allow(owner, server, "echo")
+    real = calls.upstream.with_client
+
+    def then_never(*args, **kwargs):
+        answer = real(*args, **kwargs)
+        ToolApproval.objects.filter(user=owner, tool_name="echo").update(approval_type="never")
+        return answer
+
+    monkeypatch.setattr(calls.upstream, "with_client", then_never)
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+    item = {
+        "jsonrpc": "2.0",
+        "method": "tools/call",
+        "params": {"name": "peer__echo", "arguments": {"text": "x"}, "_meta": meta},
+    }
+    batch = [{**item, "id": 1}, {**item, "id": 2}]
+    headers = {"HTTP_MCP_PROTOCOL_VERSION": "2026-07-28", "HTTP_MCP_METHOD": "tools/call"}
+    answers = client.post("/mcp", batch, format="json", HTTP_MCP_NAME="peer__echo", **headers).json()
+    first, second = sorted(answers, key=lambda a: a["id"])
+    assert first["result"]["isError"] is False
+    assert second["result"]["isError"] is True and "never allowed" in second["result"]["content"][0]["text"]
+
+
+def test_caller_supplied_names_never_grow_the_memo(owner, server):
+    from governance.selectors import callable_server
+
+    with epoch.cached_reads():
+        assert callable_server(owner, "x" * 40_000) is None
+        assert callable_server(owner, "no such server") is None
+    assert not [k for k in epoch.MEMO.entries if k[0] == "callable_server"]
+
+
+def test_a_warm_worker_still_lets_drf_negotiate(owner, server, django_assert_max_num_queries):
+    """The DRF-free answer is only for what DRF would answer with JSON unasked: else DRF's 406/415."""
+    from governance.models import RequestLog
+
+    _, client = agent(owner)
+    allow(owner, server, "echo")
+    warm(client, server, "echo", django_assert_max_num_queries)
+    before = RequestLog.objects.count()
+    body = {"server": str(server.pk), "tool": "echo", "arguments": {"text": "x"}}
+    assert client.post("/api/v1/tools/call", body, format="json", HTTP_ACCEPT="text/html").status_code == 406
+    assert RequestLog.objects.count() == before
+
+
+def test_the_counter_starts_somewhere_new_when_its_row_is_gone(owner):
+    from accounts.models import CacheEpoch
+    from tests.factories import OrganizationFactory
+
+    CacheEpoch.objects.all().delete()
+    OrganizationFactory(name="Initech", slug="initech")  # any watched write recreates it
+    assert epoch.read_epoch() is not None and epoch.read_epoch() > 1000
+
+
+def test_a_prune_that_deletes_no_session_leaves_the_memo_alone(owner):
+    from mcpsettings.models import McpSession
+
+    before = epoch.read_epoch()
+    McpSession.objects.filter(pk="nothing-here").delete()
+    assert epoch.read_epoch() == before

@@ -128,3 +128,16 @@ def test_settle_calls_command_only_touches_old_running_rows(owner, faults):
     fresh.refresh_from_db()
     assert (old.status, fresh.status) == ("unfinished", "running")
     assert UsageDaily.objects.get(server=server).failed == 1
+
+
+def test_settling_calls_of_a_deleted_user_adds_to_one_usage_row(owner, faults):
+    server = faulty_server(owner, faults.url("500"))
+    facts = services.CallFacts(
+        user=owner, api_key=None, server=server, tool="t", arguments={}, secrets=[], ip=None, user_agent="", via="api"
+    )
+    services.request_log_open(facts)
+    services.request_log_open(facts)
+    RequestLog.objects.filter(server=server).update(user=None)
+    assert services.request_logs_settle(older_than=timedelta(0)) == 2
+    rows = UsageDaily.objects.filter(server=server, user__isnull=True)
+    assert [(r.request_count, r.failed, sum(r.latency_histogram)) for r in rows] == [(2, 2, 2)]
