@@ -234,3 +234,19 @@ def test_a_prune_that_deletes_no_session_leaves_the_memo_alone(owner):
     before = epoch.read_epoch()
     McpSession.objects.filter(pk="nothing-here").delete()
     assert epoch.read_epoch() == before
+
+
+def test_the_agent_lane_keeps_host_checks_headers_and_the_https_redirect(settings, owner, server):
+    """Agents' calls skip the browser middleware (config.middleware.AgentLaneMiddleware), not security."""
+    _, client = agent(owner)
+    allow(owner, server, "echo")
+    res = call(client, server, "echo", {"text": "x"})
+    assert res.status_code == 200
+    assert res["X-Frame-Options"] == "DENY" and "default-src 'self'" in res["Content-Security-Policy"]
+    body = {"server": str(server.pk), "tool": "echo", "arguments": {"text": "x"}}
+    settings.ALLOWED_HOSTS = ["testserver"]
+    assert client.post("/api/v1/tools/call", body, format="json", HTTP_HOST="evil.example").status_code == 400
+    assert client.post("/api/v1/tools/call?x=%00", body, format="json").status_code == 400  # the NUL check
+    settings.SECURE_SSL_REDIRECT = True
+    _, fresh = agent(owner)  # middleware reads its settings when a handler is built
+    assert call(fresh, server, "echo", {"text": "x"}).status_code == 301
