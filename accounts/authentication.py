@@ -20,41 +20,52 @@ def key_from_header(request) -> str | None:
     return parts[1]
 
 
+def key_refusal(key: ApiKey | None) -> str | None:
+    """Why this key cannot be used now (None: it can)."""
+    if key is None:
+        return "Invalid API key."
+    if key.revoked_at is not None:
+        return "This API key has been revoked."
+    if key.is_expired:
+        return "This API key has expired."
+    if not key.user.is_active:
+        return "This API key's user is inactive."
+    if key.user.guest_expired:
+        # The guest's session is over (the middleware logs it out); its keys end with it.
+        return "This API key belongs to a guest session that has expired."
+    return None
+
+
+def known_live_key(raw: str) -> ApiKey | None:
+    """The key for `raw` if this worker remembers it (inside `epoch.cached_reads()`) and it is usable now;
+    no query, nothing counted."""
+    known = epoch.remembered(("api_key", api_key_digest(raw)))
+    key = known[0] if known is not None else None
+    return key if key is not None and key_refusal(key) is None else None
+
+
 def resolve_api_key(raw: str, ip: str | None) -> ApiKey:
     """The live key for `raw`, or AuthenticationFailed with a clear reason (failures rate-limited per IP).
 
     Inside `epoch.cached_reads()` a key this worker already knows skips the failure counter: keys are
     256-bit random, so the counter guards load, not the key space, and a known good key is no load."""
-    digest = api_key_digest(raw)
-    known = epoch.remembered(("api_key", digest))
-    key = known[0] if known is not None else None
-    limit, window = settings.API_KEY_RATE_LIMIT
-    ident = ip or "unknown"
-    if key is None or not key.is_live:
+    key = known_live_key(raw)
+    if key is None:
+        limit, window = settings.API_KEY_RATE_LIMIT
+        ident = ip or "unknown"
         if ratelimit.is_limited("apikey", ident, limit):
             raise exceptions.Throttled(wait=window, detail="Too many failed API key attempts. Try again later.")
-    if key is None:
+        digest = api_key_digest(raw)
         key = epoch.memoized(
             ("api_key", digest),
             lambda: ApiKey.objects.select_related("user").filter(digest=digest).first(),
             until=lambda k: epoch.earliest(k.expires_at, k.user.guest_expires_at),
             keep_missing=False,
         )
-    reason = None
-    if key is None:
-        reason = "Invalid API key."
-    elif key.revoked_at is not None:
-        reason = "This API key has been revoked."
-    elif key.is_expired:
-        reason = "This API key has expired."
-    elif not key.user.is_active:
-        reason = "This API key's user is inactive."
-    elif key.user.guest_expired:
-        # The guest's session is over (the middleware logs it out); its keys end with it.
-        reason = "This API key belongs to a guest session that has expired."
-    if reason:
-        ratelimit.record_failure("apikey", ident, window)
-        raise exceptions.AuthenticationFailed(reason)
+        reason = key_refusal(key)
+        if reason:
+            ratelimit.record_failure("apikey", ident, window)
+            raise exceptions.AuthenticationFailed(reason)
     api_key_touch(key)
     return key
 

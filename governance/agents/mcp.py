@@ -389,7 +389,12 @@ def _small(value: dict) -> dict:
 
 
 def _servers(ctx: Context):
-    return usable_servers(ctx.user, server_ids=ctx.gateway.source_ids if ctx.gateway is not None else None)
+    return usable_servers(ctx.user, server_ids=_source_ids(ctx))
+
+
+def _source_ids(ctx: Context) -> list | None:
+    """The servers a gateway endpoint is limited to (None: `/mcp`, every usable server)."""
+    return ctx.gateway.source_ids if ctx.gateway is not None else None
 
 
 def _catalog(ctx: Context) -> list[tuple[str, Any]]:
@@ -433,8 +438,7 @@ def _tools_call(ctx: Context, params: dict) -> dict:
     if not isinstance(arguments, dict):
         raise RpcError(INVALID_PARAMS, "params.arguments must be an object.")
     # Resolve `<server-slug>__<tool>` once, without building the whole catalog.
-    ids = ctx.gateway.source_ids if ctx.gateway is not None else None
-    found = resolve_qualified(ctx.user, name, server_ids=ids)
+    found = resolve_qualified(ctx.user, name, server_ids=_source_ids(ctx))
     who = {"user": ctx.user, "api_key": ctx.api_key, "via": "mcp", **request_facts(ctx.request)}
     if found is None:
         calls.unknown_server(server_ref=name.partition("__")[0], tool=name, arguments=arguments, **who)

@@ -11,8 +11,8 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.views import APIView
 
 from accounts import epoch, jsonsafe
-from accounts.authentication import key_from_header
-from accounts.models import ApiKey, api_key_digest
+from accounts.authentication import key_from_header, known_live_key
+from accounts.models import ApiKey
 from accounts.services import api_key_touch
 from governance import calls, catalog, selectors
 from governance.agents.common import approve_url, request_facts
@@ -89,9 +89,8 @@ def _plain_call(request) -> HttpResponse | None:
     raw_key = key_from_header(request)
     if raw_key is None or request.content_type != "application/json" or not _plain_negotiation(request):
         return None
-    known = epoch.remembered(("api_key", api_key_digest(raw_key)))
-    key = known[0] if known is not None else None
-    if key is None or not key.is_live or not key.user.is_active or key.user.guest_expired or not key.has_scope("call"):
+    key = known_live_key(raw_key)
+    if key is None or not key.has_scope("call"):
         return None
     try:
         data = plain_call_data(jsonsafe.loads(request.body))
@@ -110,7 +109,7 @@ def _plain_negotiation(request) -> bool:
     if ";" in accept:  # quality values and parameters: DRF's negotiation decides
         return False
     accepts_json = not accept.strip() or any(
-        part.split(";")[0].strip() in ("*/*", "application/*", "application/json") for part in accept.split(",")
+        part.strip() in ("*/*", "application/*", "application/json") for part in accept.split(",")
     )
     return charset in ("utf-8", "utf8") and accepts_json and "format" not in request.GET
 

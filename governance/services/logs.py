@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -109,12 +110,15 @@ def _outcome(facts: CallFacts, *, response, status: str, status_code: int, error
 
 
 def _insert_row(values: dict[str, Any]) -> int:
-    columns = ", ".join(RequestLog._meta.get_field(name).column for name in values)
-    marks = ", ".join(["%s"] * len(values))
     with hotsql.cursor() as cursor:
-        sql = f"INSERT INTO {_LOG} ({columns}) VALUES ({marks}) RETURNING id"
-        cursor.execute(sql, hotsql.values(RequestLog, values))
+        cursor.execute(_insert_statement(tuple(values)), hotsql.values(RequestLog, values))
         return cursor.fetchone()[0]
+
+
+@lru_cache(maxsize=8)
+def _insert_statement(names: tuple[str, ...]) -> str:
+    columns = ", ".join(RequestLog._meta.get_field(name).column for name in names)
+    return f"INSERT INTO {_LOG} ({columns}) VALUES ({', '.join(['%s'] * len(names))}) RETURNING id"
 
 
 def _row(facts: CallFacts, outcome: dict[str, Any]) -> dict[str, Any]:
@@ -282,16 +286,21 @@ def _usage_sql(server, user_id, status_code: int, duration: int) -> tuple[str, l
         "total_duration_ms": duration,
         "latency_histogram": fresh_histogram(bucket),
     }
-    bump = _BUMP[connection.vendor].format(n=HISTOGRAM_SIZE, i=int(bucket))
-    sql = (
+    sql = _usage_statement(connection.vendor, org_id is not None, int(bucket), tuple(values))
+    return sql, hotsql.values(UsageDaily, values)
+
+
+@lru_cache(maxsize=64)
+def _usage_statement(vendor: str, has_org: bool, bucket: int, names: tuple[str, ...]) -> str:
+    """The upsert's text: a handful of variants (database, org or personal row, bucket), built once each."""
+    return (
         f"INSERT INTO {_USAGE} AS u ({_USAGE_COLUMNS}, latency_histogram) "
-        f"SELECT {hotsql.typed_marks(UsageDaily, list(values))} FROM {SOURCE} "
-        f"ON CONFLICT {_CONFLICT[org_id is not None]} DO UPDATE SET "
+        f"SELECT {hotsql.typed_marks(UsageDaily, list(names))} FROM {SOURCE} "
+        f"ON CONFLICT {_CONFLICT[has_org]} DO UPDATE SET "
         "request_count = u.request_count + 1, successful = u.successful + excluded.successful, "
         "failed = u.failed + excluded.failed, total_duration_ms = u.total_duration_ms + excluded.total_duration_ms, "
-        f"latency_histogram = {bump} RETURNING 1"
+        f"latency_histogram = {_BUMP[vendor].format(n=HISTOGRAM_SIZE, i=bucket)} RETURNING 1"
     )
-    return sql, hotsql.values(UsageDaily, values)
 
 
 def _add_usage(cursor, server, user_id, status_code: int, duration: int) -> None:
