@@ -33,9 +33,11 @@ log = logging.getLogger(__name__)
 
 ALLOWED, PENDING, REFUSED, UPSTREAM_ERROR = "allowed", "pending", "refused", "upstream_error"
 DB_DOWN = "database_unavailable"
-UPSTREAM_CODES = {"timeout": "upstream_timeout", "reconnect_needed": "reconnect_needed"}  # else upstream_error
+# else upstream_error
+UPSTREAM_CODES = {"timeout": "upstream_timeout", "reconnect_needed": "reconnect_needed", "cancelled": "cancelled"}
 # What each outcome amounts to in HTTP terms, for the log row's status_code (seed 002's column).
 LOG_STATUS = {"not_found": 404, "server_inactive": 403, "invalid_arguments": 400, "tool_disabled": 403}
+LOG_STATUS |= {"tool_unsupported": 403, "cancelled": 499}
 LOG_STATUS |= {"approval_denied": 403, "approval_pending": 202, "ok": 200, "tool_error": 200}
 LOG_STATUS |= {"upstream_timeout": 504, "reconnect_needed": 409, "upstream_error": 502}
 DO_NOT_RETRY = "The call ran, but Gatehouse could not finish recording it. Do not retry it."
@@ -134,6 +136,9 @@ def _refusal(facts: CallFacts) -> tuple[CallResult | None, ToolView | None]:
         return _refuse(facts, "not_found", "This server has no such tool."), None
     if not view.enabled:
         return _refuse(facts, "tool_disabled", "This tool is disabled."), None
+    if view.needs_tasks:
+        sentence = "This tool runs only as an MCP task, which Gatehouse does not proxy yet; it cannot be called here."
+        return _refuse(facts, "tool_unsupported", sentence), None
     return None, view
 
 

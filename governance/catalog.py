@@ -31,6 +31,7 @@ class CatalogTool:
     title: str
     annotations: dict
     needs_review: bool
+    extra: dict  # execution, icons, _meta, as the server sent them
     rest_json: str  # `"name":…,"title":…,"description":…,"input_schema":…,"annotations":…`
     name_json: str  # the name as JSON string content (escaped, no quotes)
     input_schema_json: str  # the schema as stored (valid JSON text)
@@ -49,7 +50,7 @@ def _rows(server_ids: list) -> dict[Any, list[CatalogTool]]:
         McpTool.objects.present()
         .filter(server_id__in=server_ids)
         .order_by("server_id", "name")
-        .values("id", "server_id", "name", "title", "description", "annotations", "needs_review")
+        .values("id", "server_id", "name", "title", "description", "annotations", "extra", "needs_review")
         .annotate(schema_text=Cast("input_schema", TextField()), output_text=Cast("output_schema", TextField()))
     )
     for row in rows:
@@ -64,6 +65,7 @@ def _rows(server_ids: list) -> dict[Any, list[CatalogTool]]:
                 title=row["title"],
                 annotations=row["annotations"],
                 needs_review=row["needs_review"],
+                extra=row["extra"] or {},
                 rest_json=rest,
                 name_json=_dumps(row["name"])[1:-1],
                 input_schema_json=schema,
@@ -110,7 +112,7 @@ def agent_tools_json(views: list[ToolView], slugs: dict) -> list[str]:
     heads: dict = {}
     entries = []
     for view in views:
-        if not view.enabled:
+        if not view.offered:
             continue
         server, tool, expires = view.server, view.tool, view.approval_expires_at
         head = heads.get(server.pk)
@@ -135,4 +137,7 @@ def mcp_tool(name: str, tool: CatalogTool) -> dict:
         entry["outputSchema"] = output
     if tool.annotations:
         entry["annotations"] = tool.annotations
+    for key in ("execution", "icons", "_meta"):  # passed on as the server sent them
+        if tool.extra.get(key):
+            entry[key] = tool.extra[key]
     return entry

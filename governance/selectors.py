@@ -16,7 +16,7 @@ from django.utils.text import slugify
 from accounts.epoch import memoized
 from accounts.models import Organization
 from governance.models import ApprovalType, RequestLog, ToolApproval, ToolPermission
-from mcpsettings.models import McpServer, McpTool
+from mcpsettings.models import McpServer, McpTool, tool_needs_tasks
 
 ASK, ALWAYS, NEVER = "ask", "always", "never"
 CATALOG_FIELDS = (
@@ -28,6 +28,7 @@ CATALOG_FIELDS = (
     "input_schema",
     "output_schema",
     "annotations",
+    "extra",
     "needs_review",
     "changed_at",
     "digest",
@@ -53,6 +54,15 @@ class ToolView:
     @property
     def name(self) -> str:
         return self.tool.name
+
+    @property
+    def needs_tasks(self) -> bool:
+        return tool_needs_tasks(getattr(self.tool, "extra", None))
+
+    @property
+    def offered(self) -> bool:
+        """Shown to agents as callable: enabled, and something Gatehouse can run."""
+        return self.enabled and not self.needs_tasks
 
 
 def callable_server(user, ref: str) -> McpServer | None:
@@ -106,7 +116,7 @@ def tool_views(
         user=user, server_id__in=by_id, approval_type__in=(ApprovalType.ALWAYS, ApprovalType.NEVER)
     )
     if light:  # the call path needs only what decides the policy, not schemas and descriptions
-        tools_qs = tools_qs.only("id", "server_id", "name", "annotations", "needs_review")
+        tools_qs = tools_qs.only("id", "server_id", "name", "annotations", "extra", "needs_review")
     else:  # what agents are shown, as plain rows: no model instances for thousands of tools
         tools_qs = tools_qs.values(*CATALOG_FIELDS)
     if tool_name is not None:
@@ -254,6 +264,7 @@ LOG_STATUSES = (
     "tool_error",
     "approval_pending",
     "tool_disabled",
+    "tool_unsupported",
     "approval_denied",
     "server_inactive",
     "invalid_arguments",
@@ -261,6 +272,7 @@ LOG_STATUSES = (
     "upstream_error",
     "upstream_timeout",
     "reconnect_needed",
+    "cancelled",
     "running",
     "unfinished",
 )

@@ -54,6 +54,8 @@ def tool_digest(tool: dict[str, Any]) -> str:
         "outputSchema": tool.get("outputSchema"),
         "annotations": tool.get("annotations") or {},
     }
+    if tool.get("execution"):  # how it runs (as a task or not) is part of its promise; absent keeps old digests
+        material["execution"] = tool["execution"]
     return hashlib.sha256(json.dumps(material, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -93,9 +95,11 @@ def tool_problem(tool: dict[str, Any]) -> str | None:
             return f"its {key} is not text"
         if len(tool.get(key) or "") > (300 if key == "title" else MAX_TOOL_TEXT):
             return f"its {key} is too long"
-    for key in ("inputSchema", "outputSchema", "annotations"):
+    for key in ("inputSchema", "outputSchema", "annotations", "execution", "_meta"):
         if tool.get(key) is not None and not isinstance(tool.get(key), dict):
             return f"its {key} is not an object"
+    if tool.get("icons") is not None and not isinstance(tool.get("icons"), list):
+        return "its icons are not a list"
     problem = jsonsafe.unstorable(tool, name="tool", limit=MAX_TOOL_DEPTH)
     if problem:
         return problem.replace("tool.", "", 1) if problem.startswith("tool.") else problem
@@ -141,11 +145,12 @@ def _record_failure(server: McpServer, exc: McpError, *, actor, ip) -> Discovery
 
 
 def _clean_tool(tool: dict[str, Any]) -> dict[str, Any]:
-    keep = ("name", "title", "description", "inputSchema", "outputSchema", "annotations", "_meta", "icons")
+    keep = ("name", "title", "description", "inputSchema", "outputSchema", "annotations", "execution", "_meta", "icons")
     return {k: tool[k] for k in keep if k in tool}
 
 
-TOOL_FIELDS = ("title", "description", "input_schema", "output_schema", "annotations")
+TOOL_FIELDS = ("title", "description", "input_schema", "output_schema", "annotations", "extra")
+EXTRA_KEYS = ("execution", "icons", "_meta")  # kept as the server sent them, passed on to agents
 
 
 def _tool_fields(tool: dict[str, Any]) -> dict[str, Any]:
@@ -155,6 +160,7 @@ def _tool_fields(tool: dict[str, Any]) -> dict[str, Any]:
         "input_schema": tool.get("inputSchema") if isinstance(tool.get("inputSchema"), dict) else {},
         "output_schema": tool.get("outputSchema") if isinstance(tool.get("outputSchema"), dict) else None,
         "annotations": tool.get("annotations") if isinstance(tool.get("annotations"), dict) else {},
+        "extra": {k: tool[k] for k in EXTRA_KEYS if k in tool},
     }
 
 

@@ -23,7 +23,10 @@ class McpServerForm(forms.Form):
         label="Endpoint URL",
         max_length=2048,
         widget=forms.URLInput(attrs={"placeholder": "https://mcp.example.com/mcp", "size": 60}),
-        help_text="The server's Streamable HTTP endpoint (http or https).",
+        help_text=(
+            "The server's Streamable HTTP endpoint (http or https). A stdio server (a command such as "
+            "`npx …`) needs a bridge first: see the README."
+        ),
     )
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=5000)
     auth_type = forms.ChoiceField(label="Authentication", choices=AuthType.choices, initial=AuthType.NONE)
@@ -44,6 +47,13 @@ class McpServerForm(forms.Form):
         required=False,
         initial=True,
         help_text="Untick to keep new tools blocked until someone allows them.",
+    )
+    timeout_seconds = forms.IntegerField(
+        label="Timeout (seconds)",
+        required=False,
+        min_value=1,
+        max_value=600,
+        help_text="How long one request may take, whole answer included. Empty: the site default.",
     )
     clear_token = forms.BooleanField(label="Remove the stored token", required=False)
     registration_mode = forms.ChoiceField(

@@ -114,6 +114,11 @@ class McpServer(models.Model):
         default=False, help_text="Run tools annotated read-only without asking a human."
     )
     config = models.JSONField(default=dict, blank=True)
+    timeout_seconds = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="How long a request to this server may take, whole answer included (empty: MCP_HTTP_TIMEOUT).",
+    )
     # What the server told us at discovery.
     protocol_version = models.CharField(max_length=20, blank=True)
     server_info = models.JSONField(default=dict, blank=True)
@@ -204,6 +209,13 @@ class ServerChildQuerySet(models.QuerySet):
         return self.filter(server__in=McpServer.objects.manageable_by(user).values("pk"))
 
 
+def tool_needs_tasks(extra) -> bool:
+    """A tool the server runs only as a task (MCP tasks: `execution.taskSupport` "required"). Gatehouse does
+    not proxy tasks yet, so such a tool is shown to people as unusable and never offered to agents."""
+    execution = (extra or {}).get("execution") if isinstance(extra, dict) else None
+    return isinstance(execution, dict) and execution.get("taskSupport") == "required"
+
+
 class McpToolQuerySet(ServerChildQuerySet):
     def present(self) -> McpToolQuerySet:
         return self.filter(removed_at__isnull=True)
@@ -219,6 +231,9 @@ class McpTool(models.Model):
     input_schema = models.JSONField(default=dict, blank=True)
     output_schema = models.JSONField(null=True, blank=True)
     annotations = models.JSONField(default=dict, blank=True)
+    extra = models.JSONField(
+        default=dict, blank=True, help_text="What else the server says of the tool: execution, icons, _meta."
+    )
     digest = models.CharField(max_length=64)
     previous_digest = models.CharField(max_length=64, blank=True)
     first_seen = models.DateTimeField(auto_now_add=True)
@@ -239,6 +254,10 @@ class McpTool(models.Model):
 
     def __str__(self) -> str:
         return f"{self.server.name}: {self.name}"
+
+    @property
+    def needs_tasks(self) -> bool:
+        return tool_needs_tasks(self.extra)
 
 
 class TokenStatus(models.TextChoices):

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+from django.conf import settings
 from django.db.models import Q
 
 from mcpsettings import oauth
@@ -52,6 +53,11 @@ def server_secrets(server: McpServer, credentials: list[Credential] | None = Non
     return values
 
 
+def server_timeout(server: McpServer) -> float:
+    """One timeout per request to this server: its own setting, else MCP_HTTP_TIMEOUT."""
+    return float(server.timeout_seconds or settings.MCP_HTTP_TIMEOUT)
+
+
 def auth_headers(server: McpServer, credential: Credential | None) -> dict[str, str]:
     """The headers that carry the secret — only ever sent to this server."""
     if credential is None:
@@ -80,11 +86,11 @@ class _ClientPool:
 
     def get(self, server: McpServer, headers: dict[str, str]) -> McpClient:
         secret = hashlib.sha256(json.dumps(headers, sort_keys=True).encode()).hexdigest()
-        key = (server.pk, server.endpoint_url, secret)
+        key = (server.pk, server.endpoint_url, secret, server.timeout_seconds)
         with self.lock:
             client = self.clients.pop(key, None)
             if client is None:
-                client = McpClient(server.endpoint_url, headers=headers)
+                client = McpClient(server.endpoint_url, headers=headers, timeout=server_timeout(server))
                 if server.protocol_version == STATELESS_VERSION:
                     client.assume_stateless()
             self.clients[key] = client  # most recently used last
@@ -128,6 +134,7 @@ def with_client(
     def run(cred):
         headers = auth_headers(server, cred)
         if not pooled:
+            client_kwargs.setdefault("timeout", server_timeout(server))
             with McpClient(server.endpoint_url, headers=headers, **client_kwargs) as client:
                 return work(client)
         client = POOL.get(server, headers)

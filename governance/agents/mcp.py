@@ -403,7 +403,7 @@ def _catalog(ctx: Context) -> list[tuple[str, Any]]:
     catalog, seen = [], set()
     for view in catalog_views(ctx.user, servers):
         name = qualified_name(slugs[view.server.pk], view.tool.name)
-        if view.enabled and name not in seen:  # never two tools under one name
+        if view.offered and name not in seen:  # never two tools under one name
             seen.add(name)
             catalog.append((name, view))
     return catalog
@@ -458,7 +458,7 @@ def _call_answer(ctx: Context, name: str, result: calls.CallResult) -> dict:
         return _approval_needed(ctx, result)
     if result.code in UNKNOWN_TOOL:
         raise RpcError(INVALID_PARAMS, f"Unknown tool: {name[:200]}")
-    if result.code == "invalid_arguments":
+    if result.code in ("invalid_arguments", "tool_unsupported"):
         raise RpcError(INVALID_PARAMS, result.detail)
     text = " ".join(filter(None, [result.detail or "The call failed.", result.warning]))
     return {"content": [{"type": "text", "text": text}], "isError": True}

@@ -23,6 +23,7 @@ REST_STATUS = {
     "not_found": 404,
     "server_inactive": 403,
     "tool_disabled": 403,
+    "tool_unsupported": 403,
     "approval_denied": 403,
     "invalid_arguments": 400,
     "database_unavailable": 503,
@@ -179,4 +180,4 @@ def _answer(request, result: calls.CallResult) -> HttpResponse:
         return _json({"arguments": [result.detail]}, 400)
     if result.approval is not None:
         extra["approval_id"] = str(result.approval.pk)
-    return _json({"detail": result.detail, "code": result.code, **extra}, REST_STATUS[result.code])
+    return _json({"detail": result.detail, "code": result.code, **extra}, REST_STATUS.get(result.code, 502))

@@ -60,6 +60,9 @@ class ServerToolSerializer(serializers.Serializer):
     annotations = serializers.JSONField()
     digest = serializers.CharField()
     needs_review = serializers.BooleanField()
+    needs_tasks = serializers.BooleanField(
+        help_text="Runs only as an MCP task, which Gatehouse does not proxy: never offered to agents."
+    )
     changed_at = serializers.DateTimeField(allow_null=True)
     is_enabled = serializers.BooleanField()
     org_enabled = serializers.BooleanField(allow_null=True)

@@ -47,6 +47,7 @@ def server_tool(view: selectors.ToolView) -> dict:
         "input_schema": tool.input_schema,
         "output_schema": tool.output_schema,
         "annotations": tool.annotations,
+        "needs_tasks": view.needs_tasks,
         "digest": tool.digest,
         "needs_review": tool.needs_review,
         "changed_at": tool.changed_at,

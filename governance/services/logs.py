@@ -16,6 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from accounts import hotsql
@@ -188,7 +189,9 @@ def request_logs_settle(*, older_than: timedelta | None = None) -> int:
     """Rows still "running" long after any call could have ended (the database failed after the upstream
     ran): mark them unfinished and count them, so usage matches the log. Safe to run from many workers."""
     if older_than is None:
-        older_than = timedelta(seconds=settings.MCP_HTTP_TIMEOUT * 2 + 60)
+        # The longest any call may run: the site timeout, or the longest a server's own may be.
+        longest = McpServer.objects.aggregate(m=Max("timeout_seconds"))["m"] or 0
+        older_than = timedelta(seconds=max(settings.MCP_HTTP_TIMEOUT, longest) + 60)
     cutoff = timezone.now() - older_than
     settled = 0
     for pk in RequestLog.objects.filter(status=RUNNING, created_at__lt=cutoff).values_list("pk", flat=True)[:1000]:

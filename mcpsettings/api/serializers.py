@@ -53,6 +53,7 @@ class McpServerSerializer(serializers.ModelSerializer):
             "extra_auth_params",
             "oauth_issuer_url",
             "token_expires_at",
+            "timeout_seconds",
         ]
         read_only_fields = fields
 
@@ -125,6 +126,9 @@ class McpServerWriteSerializer(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
     is_active = serializers.BooleanField(required=False, default=True)
     new_tools_enabled = serializers.BooleanField(required=False, default=True)
+    timeout_seconds = serializers.IntegerField(
+        required=False, allow_null=True, help_text="1–600 s for one request to this server; null: the site default."
+    )
     oauth_issuer_url = serializers.CharField(required=False, allow_blank=True, max_length=2048)
     registration_mode = serializers.ChoiceField(choices=RegistrationMode.values, required=False)
     scopes = serializers.ListField(child=serializers.CharField(max_length=200), required=False)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin
@@ -21,6 +20,8 @@ from django.conf import settings
 from mcpsettings import ssrf
 from mcpsettings.mcp_client import wire
 from mcpsettings.mcp_client.errors import McpError, ToolLimitExceeded
+from mcpsettings.mcp_client.exchange import Exchange
+from mcpsettings.mcp_client.http_answers import http_refusal, redirect_headers
 from mcpsettings.mcp_client.protocol import (
     HANDSHAKE_VERSIONS,
     META_CAPABILITIES,
@@ -131,61 +132,108 @@ class McpClient:
         self.request("server/discover" if self.stateless else "ping", {})
 
     def list_tools(self) -> list[dict[str, Any]]:
-        tools: list[dict[str, Any]] = []
+        return self._list_all("tools/list", "tools", "name", "tool")
+
+    def list_resources(self) -> list[dict[str, Any]]:
+        return self._list_all("resources/list", "resources", "uri", "resource")
+
+    def list_resource_templates(self) -> list[dict[str, Any]]:
+        return self._list_all("resources/templates/list", "resourceTemplates", "uriTemplate", "resource template")
+
+    def list_prompts(self) -> list[dict[str, Any]]:
+        return self._list_all("prompts/list", "prompts", "name", "prompt")
+
+    def _list_all(self, method: str, key: str, identity: str, noun: str) -> list[dict[str, Any]]:
+        """Every page of a list, capped (MCP_MAX_TOOLS items, MCP_MAX_TOOL_PAGES pages); a loop is an error."""
+        items: list[dict[str, Any]] = []
         cursor = None
         seen_cursors: set[str] = set()
         for _ in range(self.max_pages):
             params = {"cursor": cursor} if cursor else {}
-            result = self.request("tools/list", params)
-            page = result.get("tools")
+            result = self.request(method, params)
+            page = result.get(key)
             if not isinstance(page, list):
-                raise McpError("protocol", "The server's tool list is malformed (no `tools` array).")
-            tools.extend(t for t in page if isinstance(t, dict) and isinstance(t.get("name"), str))
-            if len(tools) > self.max_tools:
+                raise McpError("protocol", f"The server's {noun} list is malformed (no `{key}` array).")
+            items.extend(t for t in page if isinstance(t, dict) and isinstance(t.get(identity), str))
+            if len(items) > self.max_tools:
                 raise ToolLimitExceeded(
-                    "too_large", f"The server offers more than {self.max_tools} tools, the most Gatehouse accepts."
+                    "too_large", f"The server offers more than {self.max_tools} {noun}s, the most Gatehouse accepts."
                 )
             cursor = result.get("nextCursor")
             if not cursor:
-                return tools
+                return items
             if not isinstance(cursor, str) or cursor in seen_cursors:
-                raise McpError("protocol", "The server's tool list pages loop (the same cursor came back).")
+                raise McpError("protocol", f"The server's {noun} list pages loop (the same cursor came back).")
             seen_cursors.add(cursor)
-        raise McpError("protocol", f"The server's tool list did not end after {self.max_pages} pages.")
+        raise McpError("protocol", f"The server's {noun} list did not end after {self.max_pages} pages.")
 
-    def call_tool(self, name: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
-        result = self.request("tools/call", {"name": name, "arguments": arguments or {}})
+    def call_tool(
+        self, name: str, arguments: dict[str, Any] | None = None, *, exchange: Exchange | None = None
+    ) -> dict[str, Any]:
+        result = self.request("tools/call", {"name": name, "arguments": arguments or {}}, exchange=exchange)
         if not isinstance(result.get("content", []), list):
             raise McpError("protocol", "The server's tool result is malformed (`content` is not a list).")
-        return {
+        answer = {
             "content": result.get("content", []),
             **({"structuredContent": result["structuredContent"]} if "structuredContent" in result else {}),
             "isError": bool(result.get("isError", False)),
         }
+        if isinstance(result.get("_meta"), dict) and result["_meta"]:
+            answer["_meta"] = result["_meta"]
+        return answer
+
+    def read_resource(self, uri: str, *, exchange: Exchange | None = None) -> dict[str, Any]:
+        result = self.request("resources/read", {"uri": uri}, exchange=exchange)
+        if not isinstance(result.get("contents"), list):
+            raise McpError("protocol", "The server's resource is malformed (`contents` is not a list).")
+        return result
+
+    def get_prompt(
+        self, name: str, arguments: dict[str, str] | None = None, *, exchange: Exchange | None = None
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"name": name}
+        if arguments:
+            params["arguments"] = arguments
+        result = self.request("prompts/get", params, exchange=exchange)
+        if not isinstance(result.get("messages"), list):
+            raise McpError("protocol", "The server's prompt is malformed (`messages` is not a list).")
+        return result
+
+    def complete(self, ref: dict, argument: dict, context: dict | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"ref": ref, "argument": argument}
+        if context:
+            params["context"] = context
+        result = self.request("completion/complete", params)
+        if not isinstance(result.get("completion"), dict):
+            raise McpError("protocol", "The server's completion is malformed (no `completion` object).")
+        return result
 
     # --- protocol -------------------------------------------------------------------------
 
-    def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    def request(self, method: str, params: dict[str, Any], *, exchange: Exchange | None = None) -> dict[str, Any]:
         """Send a request and return its `result`; JSON-RPC errors raise McpError(kind="protocol")."""
         if self.description is None and method not in ("initialize", "server/discover"):
             self.connect()
         session = self.session_id
         try:
-            return self._request_once(method, params)
+            return self._request_once(method, params, exchange)
         except McpError as exc:
             if exc.kind != "session" or self.stateless:
                 raise
-        # The server forgot our session (404): start again, once (unless another thread already has).
+        # The server forgot our session (404, or a 400 that says so): start again, once (unless another
+        # thread already has). The request never ran: a server without our session refuses it unread.
         with self._lock:
             if self.session_id == session:
                 self.session_id = None
                 self.description = None
         self.connect()
-        return self._request_once(method, params)
+        return self._request_once(method, params, exchange)
 
-    def _request_once(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    def _request_once(self, method: str, params: dict[str, Any], exchange: Exchange | None = None) -> dict[str, Any]:
         request_id = next(self._ids)
         params = dict(params)
+        if exchange is not None and exchange.progress_token is not None:
+            params["_meta"] = {**(params.get("_meta") or {}), "progressToken": exchange.progress_token}
         if self.stateless or method == "server/discover":
             meta = dict(params.get("_meta") or {})
             meta.update(
@@ -203,6 +251,7 @@ class McpClient:
             extra,
             expect_id=request_id,
             version_override=(STATELESS_VERSION if method == "server/discover" else None),
+            exchange=exchange,
         )
         if "error" in answer:
             err = answer["error"] if isinstance(answer["error"], dict) else {}
@@ -213,6 +262,17 @@ class McpClient:
         result = answer.get("result")
         if not isinstance(result, dict):
             raise McpError("protocol", f"The server's answer to {method} has no result object.")
+        if result.get("resultType", "complete") != "complete":
+            # 2026-07-28's multi-round-trip requests: the server needs answers (elicitation, sampling,
+            # roots) before it can finish. Never an empty success; Gatehouse cannot supply them yet.
+            wanted = ", ".join(sorted(_dict(result.get("inputRequests")).keys()))[:200]
+            raise McpError(
+                "input_required",
+                f"The server needs more input to finish {method}"
+                + (f" ({wanted})" if wanted else "")
+                + ", which Gatehouse cannot supply on the agent's behalf.",
+                data={"resultType": str(result.get("resultType"))[:40]},
+            )
         return result
 
     def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
@@ -256,6 +316,18 @@ class McpClient:
         self.notify("notifications/initialized")
         return self.description
 
+    def _on_stream_message(self, message: dict, exchange: Exchange | None) -> None:
+        """A message the server sent on a request's stream before its answer: a request of its own is
+        answered at once (never left to hang until the timeout), a notification goes to the exchange."""
+        if "id" in message:
+            body = (exchange or Exchange()).answer(message)
+            try:
+                self._post({"jsonrpc": "2.0", "id": message["id"], **body}, {}, expect_id=None)
+            except McpError:
+                pass  # the server then fails or times out the call itself; its answer says which
+        elif exchange is not None and exchange.on_notification is not None:
+            exchange.on_notification(message)
+
     # --- HTTP -----------------------------------------------------------------------------
 
     def _headers(self, version_override: str | None = None) -> dict[str, str]:
@@ -267,9 +339,18 @@ class McpClient:
             headers["Mcp-Session-Id"] = self.session_id
         return headers
 
-    def _post(self, message: dict, extra: dict[str, str], *, expect_id, version_override: str | None = None):
+    def _post(
+        self,
+        message: dict,
+        extra: dict[str, str],
+        *,
+        expect_id,
+        version_override: str | None = None,
+        exchange: Exchange | None = None,
+    ):
         headers = {**self._headers(version_override), "Content-Type": "application/json", **extra}
-        deadline = time.monotonic() + self.timeout * 2
+        # One timeout, whatever the answer's form: the whole answer (JSON or a stream) within it.
+        deadline = time.monotonic() + self.timeout
         url = self.url
         try:
             body = dumps(message)
@@ -291,10 +372,33 @@ class McpClient:
             break
         else:
             raise McpError("redirect", "The server redirected too many times.")
+        if exchange is None:
+            try:
+                return self._read(response, message, expect_id, deadline, None)
+            finally:
+                response.close()
+        exchange.attach(response.abort)
         try:
-            return self._read(response, message, expect_id, deadline)
+            return self._read(response, message, expect_id, deadline, exchange)
+        except McpError as exc:
+            if exchange.cancelled:
+                self._cancel_upstream(expect_id, exchange.reason or "The caller cancelled the request.")
+                raise McpError("cancelled", "The request was cancelled before the server answered.") from None
+            if exc.kind == "timeout" and expect_id is not None:
+                self._cancel_upstream(expect_id, "Gatehouse stopped waiting (timeout).")
+            raise
         finally:
+            exchange.attach(None)
             response.close()
+
+    def _cancel_upstream(self, request_id, reason: str) -> None:
+        """Tell the server to stop a request (best effort: the answer no longer matters)."""
+        if self.stateless:
+            return  # 2026-07-28: closing the request's stream is the cancellation
+        try:
+            self.notify("notifications/cancelled", {"requestId": request_id, "reason": reason[:200]})
+        except McpError:
+            pass
 
     def _send(self, url: str, headers: dict[str, str], body: bytes) -> Response:
         """One POST: the transport maps connection failures (blocked, unreachable, timeout) to McpError."""
@@ -305,41 +409,22 @@ class McpClient:
                 "auth_required", "The stored credential cannot be sent in an HTTP header; enter it again."
             ) from None
 
-    def _read(self, response: Response, message: dict, expect_id, deadline: float):
+    def _read(self, response: Response, message: dict, expect_id, deadline: float, exchange: Exchange | None):
         status = response.status_code
         session = response.headers.get("Mcp-Session-Id")
         if session and message.get("method") == "initialize" and status == 200:
             self.session_id = session
         if status == 202 and expect_id is None:
             return None
-        if status == 401:
-            raise McpError(
-                "auth_required",
-                "The server needs authorization: connect your account or check the token.",
-                http_status=401,
-                www_authenticate=response.headers.get("WWW-Authenticate"),
-            )
-        if status == 403:
-            challenge = response.headers.get("WWW-Authenticate", "")
-            if "insufficient_scope" in challenge:
-                raise McpError(
-                    "forbidden",
-                    "The server needs wider permissions: reconnect with more scopes.",
-                    http_status=403,
-                    www_authenticate=challenge,
-                )
-            raise McpError("forbidden", "The server refused access (HTTP 403).", http_status=403)
-        if status == 404 and self.session_id and message.get("method") != "initialize":
-            raise McpError("session", "The server ended our session.", http_status=404)
-        if status == 400 and message.get("method") == "server/discover":
-            raise McpError("protocol", "The server does not accept protocol 2026-07-28.", http_status=400)
-        if status >= 400:
-            raise McpError("http", f"The server answered HTTP {status}" + _reason(response), http_status=status)
+        refusal = http_refusal(response, str(message.get("method")), bool(self.session_id), deadline)
+        if refusal is not None:
+            raise refusal
         if expect_id is None:
             return None
         ctype = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if ctype == "text/event-stream":
-            return wire.read_sse(response, expect_id, self.max_bytes, deadline)
+            on_message = (lambda m: self._on_stream_message(m, exchange)) if message.get("method") else None
+            return wire.read_sse(response, expect_id, self.max_bytes, deadline, on_message)
         if ctype == "application/json":
             payload = wire.read_json(response, self.max_bytes, deadline)
             found = wire.find_response(payload, expect_id)
@@ -356,44 +441,8 @@ class McpClient:
         )
 
 
-# Headers that carry a credential or bind the request to our session; the server's own auth header
-# names (McpClient.auth_headers) are added per client.
-CREDENTIAL_HEADERS = ("authorization", "proxy-authorization", "cookie", "mcp-session-id")
-
-
-def origin(url: str) -> tuple[str, str, int]:
-    """(scheme, host, port) with the default port filled in: what "same origin" compares."""
-    target = ssrf.parse_url(url)
-    return target.scheme, target.host, target.port
-
-
-def redirect_headers(
-    current: str, target: str, headers: dict[str, str], *, secret_names: Iterable[str] = ()
-) -> dict[str, str]:
-    """The headers to send on to a redirect target.
-
-    Same origin: all of them. Another origin (host, port or scheme): none that carry a credential
-    or our session id, so a server cannot bounce our token to someone else. https → http: refused,
-    whatever the origin, since the request body and any header would then cross the network in clear.
-    """
-    here, there = origin(current), origin(target)
-    if here[0] == "https" and there[0] != "https":
-        raise McpError(
-            "blocked",
-            "The server redirected from https to plain http; Gatehouse does not downgrade a secure connection.",
-        )
-    if here == there:
-        return headers
-    drop = {*CREDENTIAL_HEADERS, *(name.lower() for name in secret_names)}
-    return {name: value for name, value in headers.items() if name.lower() not in drop}
-
-
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
-
-
-def _reason(response: Response) -> str:
-    return f" ({response.reason})." if response.reason else "."
 
 
 def _means_no_stateless(exc: McpError) -> bool:

@@ -5,7 +5,8 @@ class McpError(Exception):
     """Every failure talking to an upstream MCP server, with a sentence a person can act on.
 
     `kind` is one of: unreachable, timeout, not_mcp, auth_required, forbidden, protocol, too_large,
-    blocked (SSRF), http, redirect, session.
+    blocked (SSRF), http, redirect, session, cancelled (the caller stopped it), input_required (a 2026-07-28
+    server asked for answers Gatehouse cannot give).
     """
 
     def __init__(

@@ -203,6 +203,15 @@ class Response:
         except (OSError, http.client.HTTPException):
             raise McpError("unreachable", "The connection to the server broke while it was answering.") from None
 
+    def abort(self) -> None:
+        """Stop reading from another thread: a read blocked on the socket returns at once (and fails)."""
+        conn = self._conn
+        if conn is not None:
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is None:

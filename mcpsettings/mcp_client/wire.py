@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from accounts import jsonsafe
@@ -102,8 +102,15 @@ def find_response(messages: Any, request_id: Any) -> dict | None:
     return None
 
 
-def read_sse(response: Response, request_id: Any, max_bytes: int, deadline: float) -> dict:
-    """Read events until the response to `request_id`; skip priming events and notifications."""
+def read_sse(
+    response: Response,
+    request_id: Any,
+    max_bytes: int,
+    deadline: float,
+    on_message: Callable[[dict], None] | None = None,
+) -> dict:
+    """Read events until the response to `request_id`; skip priming events. Every other message on the
+    stream (a notification, a request of the server's) goes to `on_message` as it arrives."""
     for event in parse_sse_events(_lines(_chunks(response, max_bytes, deadline))):
         if event["event"] not in ("message", ""):
             continue
@@ -114,4 +121,8 @@ def read_sse(response: Response, request_id: Any, max_bytes: int, deadline: floa
         if found is not None:
             response.close()
             return found
+        if on_message is not None:
+            for item in message if isinstance(message, list) else [message]:
+                if isinstance(item, dict) and isinstance(item.get("method"), str):
+                    on_message(item)
     raise McpError("protocol", "The server's event stream ended without an answer to our request.")

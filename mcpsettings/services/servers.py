@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,22 +22,14 @@ from mcpsettings.models import (
     RegistrationMode,
     ServerStatus,
 )
+from mcpsettings.services.fields import (
+    clean_endpoint_url,
+    clean_header_name,
+    clean_name,
+    clean_timeout,
+    clean_token,
+)
 
-HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
-# Headers Gatehouse sets itself; a credential may not replace them.
-RESERVED_HEADERS = {
-    "host",
-    "content-length",
-    "content-type",
-    "accept",
-    "connection",
-    "transfer-encoding",
-    "mcp-session-id",
-    "mcp-protocol-version",
-    "mcp-method",
-    "mcp-name",
-    "cookie",
-}
 AUDITED_SERVER_FIELDS = (
     "name",
     "description",
@@ -51,57 +42,8 @@ AUDITED_SERVER_FIELDS = (
     "registration_mode",
     "scopes",
     "extra_auth_params",
+    "timeout_seconds",
 )
-
-
-# --- helpers -----------------------------------------------------------------------------------
-
-
-def clean_name(name: Any) -> str:
-    name = (name or "").strip() if isinstance(name, str) else ""
-    if not name:
-        raise ValidationError({"name": "Enter a name."})
-    if len(name) > 100:
-        raise ValidationError({"name": "Use at most 100 characters."})
-    return name
-
-
-def clean_endpoint_url(url: Any) -> str:
-    try:
-        return ssrf.validate_url(url if isinstance(url, str) else "").url
-    except ssrf.SSRFError as exc:
-        raise ValidationError({"endpoint_url": str(exc)}) from None
-
-
-def _clean_header_name(auth_type: str, header_name: str) -> str:
-    header_name = (header_name or "").strip()
-    if auth_type != AuthType.HEADER:
-        return ""
-    if not header_name:
-        raise ValidationError({"header_name": "Enter the header name, e.g. X-API-Key."})
-    if not HEADER_NAME_RE.match(header_name):
-        raise ValidationError({"header_name": "Use letters, digits and dashes only, e.g. X-API-Key."})
-    if header_name.lower() in RESERVED_HEADERS:
-        raise ValidationError({"header_name": f"{header_name} is set by Gatehouse itself; choose another header."})
-    return header_name
-
-
-def _clean_token(token: Any) -> str:
-    if token is None:
-        return ""
-    if not isinstance(token, str):
-        raise ValidationError({"token": "Enter the token as text."})
-    token = token.strip()
-    if len(token) > 8192:
-        raise ValidationError({"token": "The token is longer than 8192 characters."})
-    if any(c in token for c in "\r\n\0"):
-        raise ValidationError({"token": "The token may not contain line breaks."})
-    if not (token.isascii() and token.isprintable()):
-        # It travels in an HTTP header, which carries printable ASCII only; refused before anything is saved.
-        raise ValidationError(
-            {"token": "The token may contain only printable ASCII characters (it is sent in a header)."}
-        )
-    return token
 
 
 def name_taken(server: McpServer, name: str) -> bool:
@@ -255,12 +197,15 @@ def server_create(
     is_active: bool = True,
     new_tools_enabled: bool = True,
     oauth: dict[str, Any] | None = None,
+    timeout_seconds: int | None = None,
     ip: str | None = None,
 ) -> McpServer:
     """Register a server. `oauth` may hold oauth_issuer_url, registration_mode, scopes, extra_auth_params,
     oauth_client_id and oauth_client_secret (manual registration)."""
     oauth = dict(oauth or {})
-    name, endpoint_url, header_name, token = _clean_new(name, endpoint_url, auth_type, header_name, token)
+    name, endpoint_url, header_name, token, timeout_seconds = _clean_new(
+        name, endpoint_url, auth_type, header_name, token, timeout_seconds
+    )
     orgs = list(orgs)
     _check_creation_rights(actor, organization, orgs, is_global)
     owner = None if (organization is not None or is_global or orgs) else actor
@@ -276,18 +221,13 @@ def server_create(
         header_name=header_name,
         is_active=is_active,
         new_tools_enabled=new_tools_enabled,
+        timeout_seconds=timeout_seconds,
         status=ServerStatus.PENDING_SETUP,
         status_detail=FIRST_STATUS_DETAIL[auth_type == AuthType.OAUTH],
         created_by=actor,
         updated_by=actor,
     )
-    oauth_errors: dict[str, Any] = {}
-    _apply_oauth_fields(server, oauth, oauth_errors)
-    if auth_type == AuthType.OAUTH and server.registration_mode == RegistrationMode.MANUAL:
-        if not oauth.get("oauth_client_id"):
-            oauth_errors["oauth_client_id"] = ["Manual registration needs the client ID issued by the provider."]
-    if oauth_errors:
-        raise ValidationError(oauth_errors)
+    _apply_new_oauth_fields(server, oauth)
     if name_taken(server, name):
         raise ValidationError({"name": "A server with this name already exists here."})
     _save(server)
@@ -301,15 +241,29 @@ def server_create(
     return server
 
 
+def _apply_new_oauth_fields(server: McpServer, oauth: dict[str, Any]) -> None:
+    errors: dict[str, Any] = {}
+    _apply_oauth_fields(server, oauth, errors)
+    if server.auth_type == AuthType.OAUTH and server.registration_mode == RegistrationMode.MANUAL:
+        if not oauth.get("oauth_client_id"):
+            errors["oauth_client_id"] = ["Manual registration needs the client ID issued by the provider."]
+    if errors:
+        raise ValidationError(errors)
+
+
 FIRST_STATUS_DETAIL = {
     False: "Waiting for the first tool discovery.",
     True: "Connect your account to finish setting up.",
 }
 
 
-def _clean_new(name, endpoint_url, auth_type: str, header_name: str, token) -> tuple[str, str, str, str]:
-    """Every field error of a new server at once (name, URL, auth type, header, token)."""
+def _clean_new(name, endpoint_url, auth_type: str, header_name: str, token, timeout) -> tuple:
+    """Every field error of a new server at once (name, URL, auth type, header, token, timeout)."""
     errors: dict[str, Any] = {}
+    try:
+        timeout = clean_timeout(timeout)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
     try:
         name = clean_name(name)
     except ValidationError as exc:
@@ -322,15 +276,15 @@ def _clean_new(name, endpoint_url, auth_type: str, header_name: str, token) -> t
         errors["auth_type"] = [f"Choose one of: {', '.join(AuthType.values)}."]
     else:
         try:
-            header_name = _clean_header_name(auth_type, header_name)
-            token = _clean_token(token)
+            header_name = clean_header_name(auth_type, header_name)
+            token = clean_token(token)
             if auth_type in (AuthType.BEARER, AuthType.HEADER) and not token:
                 raise ValidationError({"token": "Enter the token this server expects."})
         except ValidationError as exc:
             errors.update(exc.message_dict)
     if errors:
         raise ValidationError(errors)
-    return name, endpoint_url, header_name, token
+    return name, endpoint_url, header_name, token, timeout
 
 
 def _check_creation_rights(actor: User, organization: Organization | None, orgs: list, is_global: bool) -> None:
@@ -379,11 +333,16 @@ def _apply_edits(server: McpServer, data: dict[str, Any], errors: dict[str, Any]
     for field in ("is_active", "new_tools_enabled"):
         if field in data:
             setattr(server, field, bool(data[field]))
+    if "timeout_seconds" in data:
+        try:
+            server.timeout_seconds = clean_timeout(data["timeout_seconds"])
+        except ValidationError as exc:
+            errors.update(exc.message_dict)
     token = ""
     try:
         if server.auth_type == AuthType.HEADER or "header_name" in data:
-            server.header_name = _clean_header_name(server.auth_type, data.get("header_name", server.header_name))
-        token = _clean_token(data.get("token"))
+            server.header_name = clean_header_name(server.auth_type, data.get("header_name", server.header_name))
+        token = clean_token(data.get("token"))
     except ValidationError as exc:
         errors.update(exc.message_dict)
     if server.auth_type != AuthType.HEADER:

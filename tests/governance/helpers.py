@@ -18,11 +18,18 @@ def allow(user, server, tool, kind="always", **kw):
     ToolApproval.objects.create(user=user, server=server, tool_name=tool, approval_type=kind, **kw)
 
 
+def mcp_rpc(client, method: str, params=None, *, name: str | None = None, **headers):
+    """One request to Gatehouse's own /mcp, stateless form (2026-07-28)."""
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+    params = {**(params or {}), "_meta": meta}
+    headers = {"HTTP_MCP_PROTOCOL_VERSION": "2026-07-28", "HTTP_MCP_METHOD": method, **headers}
+    if name is not None:
+        headers["HTTP_MCP_NAME"] = name
+    return client.post(
+        "/mcp", {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}, format="json", **headers
+    )
+
+
 def mcp_call(client, name: str, arguments=None):
     """tools/call on Gatehouse's own /mcp, stateless form (2026-07-28)."""
-    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
-    params = {"name": name, "arguments": arguments or {}, "_meta": meta}
-    headers = {"HTTP_MCP_PROTOCOL_VERSION": "2026-07-28", "HTTP_MCP_METHOD": "tools/call", "HTTP_MCP_NAME": name}
-    return client.post(
-        "/mcp", {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}, format="json", **headers
-    )
+    return mcp_rpc(client, "tools/call", {"name": name, "arguments": arguments or {}}, name=name)

@@ -52,7 +52,13 @@ class Handler(BaseHTTPRequestHandler):
             self._send(400, b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"unsupported"}}')
             return
         method, msg_id = msg.get("method"), msg.get("id")
+        if method is None and msg_id is not None:  # our client answering a request of ours
+            self.server.answered(msg_id, msg.get("result", msg.get("error")))
+            self._send(202)
+            return
         if msg_id is None:  # a notification
+            if method == "notifications/cancelled":
+                self.server.answered(("cancelled", (msg.get("params") or {}).get("requestId")), msg.get("params"))
             self._send(202)
             return
         path = self.path.split("?")[0]
@@ -172,6 +178,85 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
+    def fault_session_400(self, msg, msg_id) -> None:
+        """As session_expire, but the way TypeScript-SDK servers say it: 400 "No valid session ID"."""
+        sid = self.headers.get("Mcp-Session-Id", "")
+        if sid not in self.server.expired:
+            self.server.expired.add(sid)
+            if len(self.server.expired) == 1:
+                error = {"code": -32000, "message": "Bad Request: No valid session ID provided"}
+                self._send(400, json.dumps({"jsonrpc": "2.0", "error": error, "id": None}).encode())
+                return
+        self._rpc(msg_id, {"tools": [{"name": "after_restart", "inputSchema": {}}]})
+
+    def fault_rpc_400(self, msg, msg_id) -> None:
+        """An HTTP 400 whose JSON-RPC error says why (quoting what it was sent)."""
+        said = json.dumps(msg.get("params", {}).get("arguments", {}))
+        body = {"jsonrpc": "2.0", "id": msg_id, "error": {"code": -32602, "message": f"Invalid arguments {said}"}}
+        self._send(400, json.dumps(body).encode())
+
+    def fault_input_required(self, msg, msg_id) -> None:
+        """A 2026-07-28 multi-round-trip answer: the server wants input before it can finish."""
+        result = {"resultType": "input_required", "inputRequests": {"confirm": {"method": "elicitation/create"}}}
+        self._rpc(msg_id, result)
+
+    def _stream_start(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+
+    def _event(self, message: dict) -> None:
+        self.wfile.write(f"event: message\ndata: {json.dumps(message)}\n\n".encode())
+        self.wfile.flush()
+
+    def fault_asks_client(self, msg, msg_id) -> None:
+        """Before answering, ask the client (elicitation, sampling, roots, ping) on the call's stream and report
+        what came back; without answers it would wait for `ask_seconds`."""
+        self._stream_start()
+        asked = {}
+        for n, method in enumerate(("elicitation/create", "sampling/createMessage", "roots/list", "ping")):
+            rid = f"srv-{msg_id}-{n}"
+            event = self.server.expect(rid)
+            self._event({"jsonrpc": "2.0", "id": rid, "method": method, "params": {}})
+            event.wait(self.server.ask_seconds)
+            asked[method] = self.server.answers.get(rid, "no answer")
+        self._event(
+            {"jsonrpc": "2.0", "id": msg_id, "result": {"content": [{"type": "text", "text": json.dumps(asked)}]}}
+        )
+
+    def fault_progress_then_hang(self, msg, msg_id) -> None:
+        """Progress and a log message, then nothing until the client cancels (or `ask_seconds` pass)."""
+        self._stream_start()
+        token = ((msg.get("params") or {}).get("_meta") or {}).get("progressToken")
+        event = self.server.expect(("cancelled", msg_id))
+        try:
+            self._event(
+                {
+                    "jsonrpc": "2.0",
+                    "method": "notifications/progress",
+                    "params": {"progressToken": token, "progress": 1, "total": 2},
+                }
+            )
+            self._event(
+                {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "working"}}
+            )
+            event.wait(self.server.ask_seconds)
+            self._event({"jsonrpc": "2.0", "id": msg_id, "result": {"content": [{"type": "text", "text": "finished"}]}})
+        except OSError:
+            pass
+
+    def fault_task_tools(self, msg, msg_id) -> None:
+        """A tool that runs only as a task (the SDK server of our test dependency does not send `execution`)."""
+        if msg.get("method") == "tools/list":
+            tools = [
+                {"name": "mood", "inputSchema": {"type": "object"}, "execution": {"taskSupport": "required"}},
+                {"name": "plain", "inputSchema": {"type": "object"}, "execution": {"taskSupport": "optional"}},
+            ]
+            self._rpc(msg_id, {"tools": tools})
+            return
+        self._rpc(msg_id, {"content": [{"type": "text", "text": "ran without a task"}]})
+
     def fault_rpc_error(self, msg, msg_id) -> None:
         body = {"jsonrpc": "2.0", "id": msg_id, "error": {"code": -32603, "message": "database on fire"}}
         self._send(200, json.dumps(body).encode())
@@ -188,7 +273,17 @@ class FaultServer(ThreadingHTTPServer):
         self.huge_bytes = 2_000_000
         self.trickle_seconds = 0.2
         self.redirect_to = ""  # where /redirect-away and /redirect-any send the client
+        self.ask_seconds = 10.0
+        self.answers: dict = {}
+        self.waiting: dict = {}
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    def expect(self, key) -> threading.Event:
+        return self.waiting.setdefault(key, threading.Event())
+
+    def answered(self, key, value) -> None:
+        self.answers[key] = value
+        self.expect(key).set()
 
     def handle_error(self, request, client_address) -> None:
         pass  # clients hang up on purpose (size caps, timeouts); nothing to report
