@@ -27,6 +27,7 @@ from governance.selectors import ALWAYS, NEVER, ToolView, tool_view
 from governance.services import CallFacts
 from mcpsettings import upstream
 from mcpsettings.mcp_client import McpError
+from mcpsettings.mcp_client.exchange import Exchange
 from mcpsettings.models import Credential, McpServer
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ DB_DOWN = "database_unavailable"
 UPSTREAM_CODES = {"timeout": "upstream_timeout", "reconnect_needed": "reconnect_needed", "cancelled": "cancelled"}
 # What each outcome amounts to in HTTP terms, for the log row's status_code (seed 002's column).
 LOG_STATUS = {"not_found": 404, "server_inactive": 403, "invalid_arguments": 400, "tool_disabled": 403}
-LOG_STATUS |= {"tool_unsupported": 403, "cancelled": 499}
+LOG_STATUS |= {"tool_unsupported": 403, "cancelled": 499, "item_disabled": 403}
 LOG_STATUS |= {"approval_denied": 403, "approval_pending": 202, "ok": 200, "tool_error": 200}
 LOG_STATUS |= {"upstream_timeout": 504, "reconnect_needed": 409, "upstream_error": 502}
 DO_NOT_RETRY = "The call ran, but Gatehouse could not finish recording it. Do not retry it."
@@ -70,6 +71,7 @@ def governed_call(
     ip: str | None = None,
     user_agent: str = "",
     via: str = "api",
+    exchange: Exchange | None = None,
 ) -> CallResult:
     """Decide, run and record one call to a server the caller may see (see README: no upstream execution
     without a record)."""
@@ -104,7 +106,69 @@ def governed_call(
     except DatabaseError:
         log.warning("Could not open the record of a call to server %s: the database is unavailable.", server.pk)
         return CallResult(REFUSED, DB_DOWN, "Gatehouse could not record the call, so it did not run; try again.")
-    return _run(facts, entry, upstream.choose_credential(server, user, credentials))
+    work = lambda client: client.call_tool(tool, facts.arguments, exchange=exchange)  # noqa: E731
+    return _run(facts, entry, upstream.choose_credential(server, user, credentials), work)
+
+
+ITEM_METHODS = ("resources/read", "prompts/get", "completion/complete")
+
+
+def governed_item(
+    *,
+    user,
+    server: McpServer,
+    method: str,
+    key: str,
+    params: dict[str, Any],
+    view,
+    api_key=None,
+    raw_key: str | None = None,
+    ip: str | None = None,
+    user_agent: str = "",
+    via: str = "api",
+    exchange: Exchange | None = None,
+) -> CallResult:
+    """Read a resource, get a prompt or ask for completions, governed and recorded like a tool call.
+
+    The caller resolved the server and the item's policy (`view`: governance.item_selectors; None for a URI
+    the server did not list, which the server's default for new items decides). `key` is what the log row
+    names (URI or prompt name); `params` what the upstream is sent, recorded redacted."""
+    credentials, secrets = memoized(("credentials", server.pk), lambda: _credentials(server))
+    facts = CallFacts(
+        user=user,
+        api_key=api_key,
+        server=server,
+        tool=key,
+        arguments=params,
+        secrets=secrets + ([raw_key] if raw_key else []),
+        ip=ip,
+        user_agent=user_agent,
+        via=via,
+        method=method,
+    )
+    if not server.is_active:
+        return _refuse(facts, "server_inactive", f"The server “{server.name}” is switched off.")
+    problem = jsonsafe.unstorable(params, name="params")
+    if problem:
+        return _refuse(facts, "invalid_arguments", f"The request was refused: {problem}.")
+    enabled = view.enabled if view is not None else server.new_tools_enabled
+    if not enabled:
+        return _refuse(facts, "item_disabled", "This resource or prompt is disabled.")
+    try:
+        entry = services.request_log_open(facts)
+    except DatabaseError:
+        return CallResult(REFUSED, DB_DOWN, "Gatehouse could not record the request, so it did not run; try again.")
+    return _run(
+        facts, entry, upstream.choose_credential(server, user, credentials), _item_work(method, params, exchange)
+    )
+
+
+def _item_work(method: str, params: dict[str, Any], exchange: Exchange | None):
+    if method == "resources/read":
+        return lambda client: client.read_resource(params["uri"], exchange=exchange)
+    if method == "prompts/get":
+        return lambda client: client.get_prompt(params["name"], params.get("arguments"), exchange=exchange)
+    return lambda client: client.complete(params["ref"], params["argument"], params.get("context"))
 
 
 def _credentials(server: McpServer) -> tuple[list[Credential], list[str]]:
@@ -190,15 +254,9 @@ def _refuse(facts: CallFacts, code: str, detail: str, *, approval=None, count_us
     return CallResult(REFUSED, code, detail, approval=approval, request_id=entry.pk)
 
 
-def _run(facts: CallFacts, entry: services.Recorded, credential: Credential | None) -> CallResult:
+def _run(facts: CallFacts, entry: services.Recorded, credential: Credential | None, work) -> CallResult:
     try:
-        result = upstream.with_client(
-            facts.server,
-            facts.user,
-            lambda c: c.call_tool(facts.tool, facts.arguments),
-            pooled=True,
-            credential=credential,
-        )
+        result = upstream.with_client(facts.server, facts.user, work, pooled=True, credential=credential)
     except McpError as exc:
         message = redact_text(str(exc), facts.secrets)
         code = UPSTREAM_CODES.get(exc.kind, "upstream_error")

@@ -114,6 +114,43 @@ class ToolPermission(models.Model):
         return f"{self.tool_name}: {'on' if self.is_enabled else 'off'}"
 
 
+class ItemPermission(models.Model):
+    """Whether a resource, resource template or prompt may be used: the same two layers as ToolPermission
+    (an org-wide row or a user's own row; effective = org AND user; no row: the server's default)."""
+
+    item = models.ForeignKey("mcpsettings.McpItem", on_delete=models.CASCADE, related_name="permissions")
+    organization = models.ForeignKey(
+        "accounts.Organization", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="item_permissions"
+    )
+    is_enabled = models.BooleanField(default=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(organization__isnull=True) ^ Q(user__isnull=True),
+                name="governance_itempermission_one_layer",
+            ),
+            models.UniqueConstraint(
+                fields=["item", "organization"],
+                condition=Q(organization__isnull=False),
+                name="governance_itempermission_org_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["item", "user"], condition=Q(user__isnull=False), name="governance_itempermission_user_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item_id}: {'on' if self.is_enabled else 'off'}"
+
+
 class ApprovalStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     APPROVED = "approved", "Approved"

@@ -144,14 +144,18 @@ def tool_views(
     return views
 
 
-def _view(server: McpServer, tool: McpTool, org_row: bool | None, user_row: bool | None, record) -> ToolView:
-    """The policy, in one place: effective permission and approval state of one tool for one user."""
+def effective_enabled(server: McpServer, org_row: bool | None, user_row: bool | None) -> tuple[bool, bool | None]:
+    """(enabled, org layer) of a tool, resource or prompt: the org allows it AND the user does; with no row,
+    the server's default for new items. A user row only takes away what the org allows."""
     if server.organization_id:
         org_enabled = server.new_tools_enabled if org_row is None else org_row
-        enabled = org_enabled and (user_row is not False)
-    else:
-        org_enabled = None
-        enabled = user_row if user_row is not None else server.new_tools_enabled
+        return org_enabled and (user_row is not False), org_enabled
+    return (user_row if user_row is not None else server.new_tools_enabled), None
+
+
+def _view(server: McpServer, tool: McpTool, org_row: bool | None, user_row: bool | None, record) -> ToolView:
+    """The policy, in one place: effective permission and approval state of one tool for one user."""
+    enabled, org_enabled = effective_enabled(server, org_row, user_row)
     approval, expires, auto = ASK, None, False
     if record is not None:
         approval, expires = record.approval_type, record.expires_at

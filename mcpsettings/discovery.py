@@ -24,6 +24,7 @@ from accounts import jsonsafe
 from accounts.jsonsafe import clean_text
 from accounts.redaction import cut_secrets, redact, redact_text
 from accounts.services import audit_record
+from mcpsettings import items
 from mcpsettings.mcp_client import McpClient, McpError
 from mcpsettings.models import AuthType, McpServer, McpTool, ServerStatus
 from mcpsettings.signals import tools_changed
@@ -63,19 +64,27 @@ def discover(server: McpServer, *, actor=None, ip: str | None = None) -> Discove
     """Talk to the server (no database lock held meanwhile), then record the outcome in one transaction."""
 
     def work(client: McpClient):
-        return client.connect(), client.list_tools()
+        description = client.connect()
+        return description, client.list_tools(), items.fetch_items(client, description.capabilities)
 
     try:
-        description, tools = with_client(server, actor, work)
+        description, tools, fetched = with_client(server, actor, work)
     except McpError as exc:
         return _record_failure(server, exc, actor=actor, ip=ip)
     # Whatever the upstream said is shown to every member: none of the server's secrets may ride along.
     secrets = server_secrets(server)
     tools, set_aside = screen_tools(cut_secrets(tools, secrets))
+    for kind, listed in fetched.items.items():
+        fetched.items[kind], aside = items.screen_items(kind, cut_secrets(listed, secrets))
+        set_aside += aside
+    set_aside += [
+        f"the {kind} list failed (last good one kept): {redact_text(text, secrets)}"
+        for kind, text in fetched.failed.items()
+    ]
     description.instructions = cut_secrets(clean_text(description.instructions), secrets)
     description.server_info = redact(description.server_info, secrets, by_key=False)
     description.capabilities = redact(description.capabilities, secrets, by_key=False)
-    return _record_success(server, description, tools, set_aside=set_aside, actor=actor, ip=ip)
+    return _record_success(server, description, tools, fetched, set_aside=set_aside, actor=actor, ip=ip)
 
 
 # The MCP spec's tool-name alphabet and length; "." and ".." are refused too (URLs would resolve them away).
@@ -202,19 +211,23 @@ DESCRIPTION_FIELDS = ("protocol_version", "server_info", "capabilities", "instru
 
 @transaction.atomic
 def _record_success(
-    server: McpServer, description, tools: list[dict], *, set_aside: list[str], actor, ip
+    server: McpServer, description, tools: list[dict], fetched: items.ItemsFetched, *, set_aside: list[str], actor, ip
 ) -> DiscoveryResult:
     # Concurrent discoveries of one server serialize here; the last to write wins with a full, consistent set.
     locked = McpServer.objects.select_for_update().get(pk=server.pk)
     now = timezone.now()
     added, changed, removed = _store_tools(locked, tools, now)
+    item_changes = {}
+    for kind, listed in fetched.items.items():  # a kind that failed to list keeps its last good rows
+        new, edited, gone = items.store_items(locked, kind, listed, now)
+        item_changes[kind] = {"added": new, "changed": edited, "removed": gone}
     voided = 0
     if changed:  # governance voids grants made for the old definitions, in this transaction
         voided = sum(r for _, r in tools_changed.send(sender=McpServer, server=locked, changed=changed) if r)
     detail_before = locked.status_detail
     locked.status = ServerStatus.ACTIVE
     locked.status_detail = (
-        (f"{len(set_aside)} tool(s) set aside and not offered to agents: " + "; ".join(set_aside))[:1000]
+        (f"{len(set_aside)} item(s) set aside and not offered to agents: " + "; ".join(set_aside))[:1000]
         if set_aside
         else ""
     )
@@ -225,8 +238,9 @@ def _record_success(
     locked.save()
     for attr in ("status", "status_detail", *DESCRIPTION_FIELDS, "tools_manifest", "manifest_fetched_at"):
         setattr(server, attr, getattr(locked, attr))
-    if added or changed or removed or (set_aside and locked.status_detail != detail_before):
-        changes = {"added": added, "changed": changed, "removed": removed, "approvals_reset": voided}
+    moved = {f"{kind}_{what}": keys for kind, by in item_changes.items() for what, keys in by.items() if keys}
+    if added or changed or removed or moved or (set_aside and locked.status_detail != detail_before):
+        changes = {"added": added, "changed": changed, "removed": removed, "approvals_reset": voided, **moved}
         audit_record(
             actor=actor,
             action="mcp_server.tools_changed",

@@ -260,6 +260,53 @@ class McpTool(models.Model):
         return tool_needs_tasks(self.extra)
 
 
+class ItemKind(models.TextChoices):
+    RESOURCE = "resource", "Resource"
+    TEMPLATE = "resource_template", "Resource template"
+    PROMPT = "prompt", "Prompt"
+
+
+class McpItemQuerySet(ServerChildQuerySet):
+    def present(self) -> McpItemQuerySet:
+        return self.filter(removed_at__isnull=True)
+
+
+class McpItem(models.Model):
+    """A resource, resource template or prompt as discovered on a server (tools are McpTool).
+
+    `key` is what names it on the server: a resource's URI, a template's URI template, a prompt's name.
+    `definition` is the item as the server described it (screened, cut of secrets), passed on to agents.
+    """
+
+    server = models.ForeignKey(McpServer, on_delete=models.CASCADE, related_name="items")
+    kind = models.CharField(max_length=20, choices=ItemKind.choices)
+    key = models.TextField()
+    key_digest = models.CharField(max_length=64, help_text="SHA-256 of the key: unique per server and kind.")
+    name = models.CharField(max_length=200, blank=True)
+    title = models.CharField(max_length=300, blank=True)
+    description = models.TextField(blank=True)
+    definition = models.JSONField(default=dict, blank=True)
+    digest = models.CharField(max_length=64)
+    previous_digest = models.CharField(max_length=64, blank=True)
+    first_seen = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField()
+    changed_at = models.DateTimeField(null=True, blank=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = McpItemQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["server", "kind", "key"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["server", "kind", "key_digest"], name="mcpsettings_mcpitem_server_kind_key_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.key[:80]}"
+
+
 class TokenStatus(models.TextChoices):
     VALID = "valid", "Valid"
     EXPIRED = "expired", "Expired"

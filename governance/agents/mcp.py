@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,9 +25,11 @@ from accounts.authentication import key_from_header, resolve_api_key
 from accounts.ratelimit import client_ip
 from accounts.redaction import redact
 from governance import calls
+from governance.agents import mcp_items
 from governance.agents.common import approve_url, request_facts
+from governance.agents.mcp_rpc import Context, RpcError, error, paged, require_scope
 from governance.catalog import catalog_views, mcp_tool
-from governance.selectors import qualified_name, resolve_qualified, slugs_for, usable_servers
+from governance.selectors import SEPARATOR, qualified_name, resolve_qualified, slugs_for, usable_servers
 from mcpsettings import selectors as mcp_selectors
 from mcpsettings import services
 from mcpsettings.mcp_client.protocol import (
@@ -40,6 +41,7 @@ from mcpsettings.mcp_client.protocol import (
     META_SERVER_INFO,
     META_VERSION,
     METHOD_NOT_FOUND,
+    NAMED_METHODS,
     PARSE_ERROR,
     STATELESS_VERSION,
     URL_ELICITATION_REQUIRED,
@@ -47,35 +49,17 @@ from mcpsettings.mcp_client.protocol import (
 from mcpsettings.models import Gateway, McpSession
 
 SERVER_INFO = {"name": "gatehouse", "title": "Gatehouse", "version": "1.0"}
-PAGE_SIZE = 200
 MAX_BODY = 1024 * 1024
 # Refusals an agent should read as "no such tool" (a disabled tool does not exist for it), or as bad params.
 UNKNOWN_TOOL = ("not_found", "tool_disabled")
 WARNING_META = "io.gatehouse/warning"
-
-
-class RpcError(Exception):
-    def __init__(self, code: int, message: str, data: Any = None, http_status: int = 200) -> None:
-        super().__init__(message)
-        self.code, self.message, self.data, self.http_status = code, message, data, http_status
-
-
-@dataclass
-class Context:
-    request: HttpRequest
-    user: Any
-    api_key: Any
-    raw_key: str
-    gateway: Gateway | None
-    version: str
-    capabilities: dict
-
-
-def _error(msg_id, code: int, message: str, data: Any = None) -> dict:
-    err = {"code": code, "message": message}
-    if data is not None:
-        err["data"] = data
-    return {"jsonrpc": "2.0", "id": msg_id, "error": err}
+ITEM_METHODS = (*mcp_items.LISTS, "resources/read", "prompts/get", "completion/complete")
+CAPABILITIES = {
+    "tools": {"listChanged": False},
+    "resources": {"listChanged": False, "subscribe": False},
+    "prompts": {"listChanged": False},
+    "completions": {},
+}
 
 
 def _json(payload, status: int = 200, headers: dict | None = None) -> JsonResponse:
@@ -127,7 +111,7 @@ def _endpoint(request: HttpRequest, slug: str | None) -> HttpResponse:
             remember = ("gateway", key.user.pk, slug)
             gateway = epoch.memoized(remember, lambda: _gateway(key.user, slug), keep_missing=False)
         if gateway is None:
-            return _json(_error(None, INVALID_REQUEST, "No such gateway."), 404)
+            return _json(error(None, INVALID_REQUEST, "No such gateway."), 404)
     session, refused = _session(request, key.user, gateway)
     if refused is not None:
         return refused
@@ -137,9 +121,9 @@ def _endpoint(request: HttpRequest, slug: str | None) -> HttpResponse:
     try:
         message = jsonsafe.loads(request.body)
     except jsonsafe.UnsafeJSON as exc:
-        return _json(_error(None, PARSE_ERROR, f"Parse error: {exc}"), 400)
+        return _json(error(None, PARSE_ERROR, f"Parse error: {exc}"), 400)
     except (ValueError, UnicodeDecodeError):
-        return _json(_error(None, PARSE_ERROR, "Parse error: the body is not JSON."), 400)
+        return _json(error(None, PARSE_ERROR, "Parse error: the body is not JSON."), 400)
     header_version = request.META.get("HTTP_MCP_PROTOCOL_VERSION", "")
     ctx = Context(
         request=request,
@@ -157,11 +141,11 @@ def _transport_refusal(request: HttpRequest) -> HttpResponse | None:
     if not _origin_allowed(request):
         return _json({"error": "forbidden", "error_description": "Origin not allowed."}, 403)
     if request.method not in ("POST", "DELETE"):
-        response = _json(_error(None, INVALID_REQUEST, "Use POST (or DELETE to end a session)."), 405)
+        response = _json(error(None, INVALID_REQUEST, "Use POST (or DELETE to end a session)."), 405)
         response["Allow"] = "POST, DELETE"
         return response
     if len(request.body) > MAX_BODY:
-        return _json(_error(None, INVALID_REQUEST, "The request is too large."), 413)
+        return _json(error(None, INVALID_REQUEST, "The request is too large."), 413)
     return None
 
 
@@ -198,16 +182,16 @@ def _session(request: HttpRequest, user, gateway: Gateway | None):
         )
         session = services.mcp_session_live(session)
         if session is None or (session.gateway_id != (gateway.pk if gateway else None)):
-            return None, _json(_error(None, INVALID_REQUEST, "Session not found; initialize again."), 404)
+            return None, _json(error(None, INVALID_REQUEST, "Session not found; initialize again."), 404)
     if request.method == "DELETE" and session is None:
-        return None, _json(_error(None, INVALID_REQUEST, "Send the Mcp-Session-Id to end."), 400)
+        return None, _json(error(None, INVALID_REQUEST, "Send the Mcp-Session-Id to end."), 400)
     return session, None
 
 
 def _respond(ctx: Context, message: Any, session, header_version: str) -> HttpResponse:
     if isinstance(message, list):
         if not message:
-            return _json(_error(None, INVALID_REQUEST, "Empty batch."), 400)
+            return _json(error(None, INVALID_REQUEST, "Empty batch."), 400)
         answers = [_batch_item(ctx, m, session, header_version, first=i == 0) for i, m in enumerate(message)]
         answers = [a for a in answers if a is not None]
         return _json(answers) if answers else HttpResponse(status=202)
@@ -226,13 +210,13 @@ def _batch_item(ctx: Context, message: Any, session, header_version: str, *, fir
     revoked key, a "never") holds for it, as it would for a separate request."""
     msg_id = message.get("id") if isinstance(message, dict) else None
     if isinstance(message, dict) and message.get("method") == "initialize":
-        return _error(msg_id, INVALID_REQUEST, "initialize cannot be part of a batch.")
+        return error(msg_id, INVALID_REQUEST, "initialize cannot be part of a batch.")
     if not first:
         epoch.reread()
         try:
             resolve_api_key(ctx.raw_key, client_ip(ctx.request))
         except (AuthenticationFailed, Throttled) as exc:
-            return _error(msg_id, INVALID_REQUEST, str(exc.detail)) if msg_id is not None else None
+            return error(msg_id, INVALID_REQUEST, str(exc.detail)) if msg_id is not None else None
     answer = _handle(ctx, message, session, header_version)
     if isinstance(answer, dict):
         answer.pop("_http_status", None)
@@ -243,7 +227,7 @@ def _batch_item(ctx: Context, message: Any, session, header_version: str, *, fir
 def _handle(ctx: Context, message: Any, session, header_version: str):
     if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
         return {
-            **_error(
+            **error(
                 message.get("id") if isinstance(message, dict) else None, INVALID_REQUEST, "Not a JSON-RPC 2.0 message."
             ),
             "_http_status": 400,
@@ -253,14 +237,14 @@ def _handle(ctx: Context, message: Any, session, header_version: str):
     if not isinstance(method, str):
         if "result" in message or "error" in message:
             return None  # a response to something we never ask; ignore
-        return {**_error(msg_id, INVALID_REQUEST, "`method` must be a string."), "_http_status": 400}
+        return {**error(msg_id, INVALID_REQUEST, "`method` must be a string."), "_http_status": 400}
     if msg_id is not None and (not isinstance(msg_id, (str, int)) or isinstance(msg_id, bool)):
-        return {**_error(None, INVALID_REQUEST, "`id` must be a string or a number."), "_http_status": 400}
+        return {**error(None, INVALID_REQUEST, "`id` must be a string or a number."), "_http_status": 400}
     params = message.get("params", {})
     if params is None:
         params = {}
     if not isinstance(params, dict):
-        return _error(msg_id, INVALID_PARAMS, "`params` must be an object.") if msg_id is not None else None
+        return error(msg_id, INVALID_PARAMS, "`params` must be an object.") if msg_id is not None else None
     is_notification = "id" not in message
     try:
         if header_version == STATELESS_VERSION:
@@ -275,7 +259,7 @@ def _handle(ctx: Context, message: Any, session, header_version: str):
     except RpcError as exc:
         if is_notification:
             return None
-        return {**_error(msg_id, exc.code, exc.message, exc.data), "_http_status": exc.http_status}
+        return {**error(msg_id, exc.code, exc.message, exc.data), "_http_status": exc.http_status}
     if is_notification:
         return None
     if isinstance(result, tuple):  # initialize: (result, headers)
@@ -300,13 +284,9 @@ def _check_stateless(ctx: Context, method: str, params: dict) -> None:
     header_method = ctx.request.META.get("HTTP_MCP_METHOD")
     if header_method != method:
         raise RpcError(HEADER_MISMATCH, "The Mcp-Method header does not match the body's method.", http_status=400)
-    if method == "tools/call" and ctx.request.META.get("HTTP_MCP_NAME") != params.get("name"):
-        raise RpcError(HEADER_MISMATCH, "The Mcp-Name header does not match params.name.", http_status=400)
-
-
-def _require_scope(ctx: Context, scope: str) -> None:
-    if not ctx.api_key.has_scope(scope):
-        raise RpcError(INVALID_REQUEST, f"This API key lacks the `{scope}` scope.", http_status=403)
+    named = NAMED_METHODS.get(method)
+    if named and ctx.request.META.get("HTTP_MCP_NAME") != params.get(named):
+        raise RpcError(HEADER_MISMATCH, f"The Mcp-Name header does not match params.{named}.", http_status=400)
 
 
 def _dispatch(ctx: Context, method: str, params: dict, is_notification: bool):
@@ -325,24 +305,19 @@ def _dispatch(ctx: Context, method: str, params: dict, is_notification: bool):
             "_meta": {META_SERVER_INFO: SERVER_INFO},
         }
     if method == "tools/list":
-        _require_scope(ctx, "read")
+        require_scope(ctx, "read")
         return _tools_list(ctx, params)
     if method == "tools/call":
-        _require_scope(ctx, "call")
+        require_scope(ctx, "call")
         return _tools_call(ctx, params)
-    if method in ("resources/list", "resources/templates/list", "prompts/list"):
-        key = {
-            "resources/list": "resources",
-            "resources/templates/list": "resourceTemplates",
-            "prompts/list": "prompts",
-        }[method]
-        return {key: []}
+    if method in ITEM_METHODS:
+        return mcp_items.handle(ctx, method, params, _servers(ctx))
     raise RpcError(METHOD_NOT_FOUND, f"Method not found: {method[:100]}", data=method[:100])
 
 
 def _description(ctx: Context) -> dict:
     return {
-        "capabilities": {"tools": {"listChanged": False}},
+        "capabilities": CAPABILITIES,
         "serverInfo": SERVER_INFO,
         "instructions": _instructions(ctx),
     }
@@ -411,20 +386,8 @@ def _catalog(ctx: Context) -> list[tuple[str, Any]]:
 
 def _tools_list(ctx: Context, params: dict) -> dict:
     catalog = _catalog(ctx)
-    cursor = params.get("cursor")
-    start = 0
-    if cursor is not None:
-        try:
-            start = int(str(cursor))
-        except ValueError:
-            raise RpcError(INVALID_PARAMS, "Unknown cursor.") from None
-        if start < 0 or start > len(catalog):
-            raise RpcError(INVALID_PARAMS, "Unknown cursor.")
-    page = catalog[start : start + PAGE_SIZE]
-    tools = [mcp_tool(name, view.tool) for name, view in page]
-    result: dict = {"tools": tools}
-    if start + PAGE_SIZE < len(catalog):
-        result["nextCursor"] = str(start + PAGE_SIZE)
+    page, result = paged(catalog, params)
+    result["tools"] = [mcp_tool(name, view.tool) for name, view in page]
     return result
 
 
@@ -445,7 +408,8 @@ def _tools_call(ctx: Context, params: dict) -> dict:
         raise RpcError(INVALID_PARAMS, f"Unknown tool: {name[:200]}")
     server, tool_name = found
     result = calls.governed_call(server=server, tool=tool_name, arguments=arguments, raw_key=ctx.raw_key, **who)
-    return _call_answer(ctx, name, result)
+    answer = _call_answer(ctx, name, result)
+    return mcp_items.rewrite_links(answer, name.partition(SEPARATOR)[0]) if result.kind == calls.ALLOWED else answer
 
 
 def _call_answer(ctx: Context, name: str, result: calls.CallResult) -> dict:

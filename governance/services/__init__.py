@@ -22,7 +22,7 @@ from governance.services.logs import (
     request_log_record,
     request_logs_settle,
 )
-from governance.services.tools import parse_expires_in, tool_settings_update
+from governance.services.tools import item_settings_update, parse_expires_in, tool_settings_update
 
 __all__ = [
     "RUNNING",
@@ -34,6 +34,7 @@ __all__ = [
     "approval_requests_expire",
     "approval_requests_forget_arguments",
     "approval_ttl",
+    "item_settings_update",
     "once_approval_use",
     "parse_expires_in",
     "prune_logs",

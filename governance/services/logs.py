@@ -45,6 +45,7 @@ class CallFacts:
     user_agent: str
     via: str
     server_ref: str = ""  # what the agent named, when no server matched
+    method: str = "tools/call"  # or resources/read, prompts/get, completion/complete (`tool`: the URI or name)
     started: float = field(default_factory=time.monotonic)
 
     def fields(self) -> dict[str, Any]:
@@ -56,12 +57,17 @@ class CallFacts:
             "organization": server.organization_id if server else None,
             "server_name": clean_text(server.name if server else self.server_ref)[:100],
             "tool_name": clean_text(self.tool)[:200],
-            "method": "tools/call",
+            "method": self.method,
             "via": self.via,
-            "request_body": redact_for_storage({"tool": self.tool, "arguments": self.arguments}, self.secrets),
+            "request_body": redact_for_storage(self.request_body(), self.secrets),
             "ip": valid_ip(self.ip),
             "user_agent": clean_text(self.user_agent or "")[:300],
         }
+
+    def request_body(self) -> dict[str, Any]:
+        if self.method == "tools/call":
+            return {"tool": self.tool, "arguments": self.arguments}
+        return {"method": self.method, "params": self.arguments}
 
     def duration_ms(self) -> int:
         return int((time.monotonic() - self.started) * 1000)

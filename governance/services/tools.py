@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.services import audit_record
-from governance.models import ApprovalType, ToolApproval, ToolPermission
+from governance.models import ApprovalType, ItemPermission, ToolApproval, ToolPermission
 from mcpsettings.models import McpServer, McpTool
 
 DURATIONS = {"1h": timedelta(hours=1), "1d": timedelta(days=1), "7d": timedelta(days=7)}
@@ -59,23 +59,27 @@ def tool_settings_update(
 def _org_layer(server, manages: bool, layer: str | None) -> bool:
     use_org = server.organization_id is not None and manages and layer != "user"
     if layer == "org" and not use_org:
-        raise PermissionDenied("Only the organization's owners and admins change tools for the whole org.")
+        raise PermissionDenied("Only the organization’s owners and admins change this for the whole org.")
     return use_org
 
 
 def _set_permission(actor, server, tool_name: str, is_enabled: bool, *, use_org: bool, ip) -> None:
+    match = {"server": server, "tool_name": tool_name}
+    _set_layer(actor, server, ToolPermission, match, tool_name, is_enabled, use_org=use_org, ip=ip, noun="tool")
+
+
+def _set_layer(actor, server, model, match: dict, label: str, is_enabled: bool, *, use_org: bool, ip, noun: str):
+    """One permission row (ToolPermission or ItemPermission) at the org layer or the actor's own; audited."""
     if use_org:
         lookup = {"organization": server.organization}
     else:
         if is_enabled and server.organization_id:
-            org_row = ToolPermission.objects.filter(
-                server=server, tool_name=tool_name, organization=server.organization
-            ).first()
+            org_row = model.objects.filter(**match, organization=server.organization).first()
             if not (org_row.is_enabled if org_row else server.new_tools_enabled):
-                raise PermissionDenied("The organization disabled this tool; only its admins can enable it.")
+                raise PermissionDenied(f"The organization disabled this {noun}; only its admins can enable it.")
         lookup = {"user": actor}
-    row, created = ToolPermission.objects.select_for_update().get_or_create(
-        server=server, tool_name=tool_name, **lookup, defaults={"is_enabled": is_enabled, "updated_by": actor}
+    row, created = model.objects.select_for_update().get_or_create(
+        **match, **lookup, defaults={"is_enabled": is_enabled, "updated_by": actor}
     )
     before = None if created else row.is_enabled
     if not created and before != is_enabled:
@@ -84,12 +88,23 @@ def _set_permission(actor, server, tool_name: str, is_enabled: bool, *, use_org:
     if before != is_enabled:
         audit_record(
             actor=actor,
-            action=f"tool_permission.{'org' if use_org else 'user'}",
+            action=f"{noun}_permission.{'org' if use_org else 'user'}",
             target=server,
             organization=server.organization if use_org else None,
-            changes={f"{tool_name}.is_enabled": [before, is_enabled]},
+            changes={f"{label}.is_enabled": [before, is_enabled]},
             ip=ip,
         )
+
+
+@transaction.atomic
+def item_settings_update(*, actor, item, is_enabled: bool, layer: str | None = None, ip: str | None = None) -> None:
+    """Enable/disable a resource, resource template or prompt (org layer for org admins of an org server,
+    else the actor's own layer), as tool_settings_update does for tools."""
+    server = item.server
+    manages = McpServer.objects.manageable_by(actor).filter(pk=server.pk).exists()
+    use_org = _org_layer(server, manages, layer)
+    label = f"{item.kind}:{item.key[:200]}"
+    _set_layer(actor, server, ItemPermission, {"item": item}, label, is_enabled, use_org=use_org, ip=ip, noun="item")
 
 
 def _set_approval(actor, server, tool_name: str, approval: str, expires_in, *, ip) -> None:

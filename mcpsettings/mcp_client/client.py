@@ -28,6 +28,7 @@ from mcpsettings.mcp_client.protocol import (
     META_CLIENT_INFO,
     META_SERVER_INFO,
     META_VERSION,
+    NAMED_METHODS,
     STATELESS_VERSION,
     SUPPORTED_VERSIONS,
 )
@@ -244,8 +245,8 @@ class McpClient:
         extra = {}
         if self.stateless or method == "server/discover":
             extra["Mcp-Method"] = method
-            if method == "tools/call":
-                extra["Mcp-Name"] = str(params.get("name", ""))
+            if method in NAMED_METHODS:
+                extra["Mcp-Name"] = str(params.get(NAMED_METHODS[method], ""))
         answer = self._post(
             message,
             extra,

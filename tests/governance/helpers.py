@@ -23,6 +23,9 @@ def mcp_rpc(client, method: str, params=None, *, name: str | None = None, **head
     meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
     params = {**(params or {}), "_meta": meta}
     headers = {"HTTP_MCP_PROTOCOL_VERSION": "2026-07-28", "HTTP_MCP_METHOD": method, **headers}
+    named = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}.get(method)
+    if name is None and named:
+        name = str(params.get(named))
     if name is not None:
         headers["HTTP_MCP_NAME"] = name
     return client.post(

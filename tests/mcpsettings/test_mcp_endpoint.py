@@ -12,7 +12,7 @@ import asyncio
 import pytest
 import requests
 
-from governance.agents import mcp as endpoint
+from governance.agents import mcp_rpc
 from governance.models import RequestLog, ToolApproval
 from mcpsettings import discovery, services
 from mcpsettings.models import McpServer, McpSession
@@ -161,7 +161,7 @@ def test_json_rpc_errors(setup):
 
 
 def test_tools_list_names_and_pagination(setup, monkeypatch):
-    monkeypatch.setattr(endpoint, "PAGE_SIZE", 2)
+    monkeypatch.setattr(mcp_rpc, "PAGE_SIZE", 2)
     sid = initialize(setup).headers["Mcp-Session-Id"]
     names, cursor = [], None
     for _ in range(10):

@@ -219,3 +219,49 @@ class Peer:
         if self.thread.is_alive():
             self.uvicorn.force_exit = True
             self.thread.join(5)
+
+
+def build_content_server(name: str = "docs") -> PagedServer:
+    """A peer with resources, a resource template, prompts and completion, beside build_server's tools."""
+    from mcp_types import Completion, PromptReference, ResourceLink, ResourceTemplateReference
+
+    server = build_server(name=name)
+    server.reads = []
+
+    @server.resource("docs://readme", name="readme", description="The readme", mime_type="text/markdown")
+    def readme() -> str:
+        server.reads.append("docs://readme")
+        return "# Hello"
+
+    @server.resource("docs://secret-plans", name="plans", description="Not for agents", mime_type="text/plain")
+    def plans() -> str:
+        server.reads.append("docs://secret-plans")
+        return "world domination"
+
+    @server.resource("docs://items/{item_id}", name="item", description="One item", mime_type="application/json")
+    def item(item_id: str) -> dict:
+        server.reads.append(f"docs://items/{item_id}")
+        return {"id": item_id}
+
+    @server.prompt(title="Greet", description="Greets someone")
+    def greet(name: str, style: str = "plain") -> str:
+        return f"Say hello to {name} in a {style} style."
+
+    @server.prompt(description="Never shown once disabled")
+    def internal() -> str:
+        return "internal"
+
+    @server.completion()
+    async def complete(ref, argument, context):
+        if isinstance(ref, PromptReference) and argument.name == "style":
+            return Completion(values=[v for v in ("plain", "pirate", "poetic") if v.startswith(argument.value)])
+        if isinstance(ref, ResourceTemplateReference) and argument.name == "item_id":
+            return Completion(values=[f"{argument.value}1", f"{argument.value}2"])
+        return None
+
+    @server.tool()
+    def find(q: str) -> list:
+        """Find an item: answers with a link to it."""
+        return [ResourceLink(type="resource_link", uri=f"docs://items/{q}", name=f"item {q}")]
+
+    return server

@@ -1,0 +1,89 @@
+"""Who may use which resource, resource template and prompt: the same two permission layers as tools
+(governance.selectors.effective_enabled), in a constant number of queries."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from django.db.models import Q
+
+from governance.models import ItemPermission
+from governance.selectors import effective_enabled
+from mcpsettings.models import ItemKind, McpItem, McpServer
+
+
+@dataclass
+class ItemView:
+    server: McpServer
+    item: McpItem
+    enabled: bool
+    org_enabled: bool | None
+    user_enabled: bool | None
+
+
+def item_views(user, servers: list[McpServer], *, kind: str | None = None, keys=None) -> list[ItemView]:
+    """Every present item of these servers (of one kind, or with these keys) with the user's effective
+    permission. Two queries whatever the number of servers and items."""
+    if not servers:
+        return []
+    by_id = {s.pk: s for s in servers}
+    items = McpItem.objects.present().filter(server_id__in=by_id).order_by("server_id", "kind", "key")
+    if kind is not None:
+        items = items.filter(kind=kind)
+    if keys is not None:
+        items = items.filter(key__in=list(keys))
+    items = list(items)
+    org_rows, user_rows = {}, {}
+    perms = ItemPermission.objects.filter(item__in=[i.pk for i in items]).filter(
+        Q(user=user) | Q(organization__isnull=False)
+    )
+    for p in perms:
+        if p.user_id is not None:
+            user_rows[p.item_id] = p.is_enabled
+        else:
+            org_rows.setdefault(p.item_id, []).append(p)
+    views = []
+    for item in items:
+        server = by_id[item.server_id]
+        org_row = next(
+            (p.is_enabled for p in org_rows.get(item.pk, ()) if p.organization_id == server.organization_id), None
+        )
+        enabled, org_enabled = effective_enabled(server, org_row, user_rows.get(item.pk))
+        views.append(ItemView(server, item, enabled, org_enabled, user_rows.get(item.pk)))
+    return views
+
+
+def item_view(user, server: McpServer, kind: str, key: str) -> ItemView | None:
+    found = item_views(user, [server], kind=kind, keys=[key])
+    return found[0] if found else None
+
+
+def resource_view(user, server: McpServer, uri: str) -> ItemView | None:
+    """The policy over a URI: its listed resource, else the first listed template it matches, else None
+    (a URI the server did not list, e.g. from a tool's resource_link: the server's own default applies)."""
+    exact = item_view(user, server, ItemKind.RESOURCE, uri)
+    if exact is not None:
+        return exact
+    for view in item_views(user, [server], kind=ItemKind.TEMPLATE):
+        if template_regex(view.item.key).fullmatch(uri):
+            return view
+    return None
+
+
+# RFC 6570 expressions by operator: what each may expand to (a match, not a parse).
+_EXPANSIONS = {"": r"[^/?#]*", "+": r".*", "#": r"(#.*)?", ".": r"(\.[^/?#]*)*", "/": r"(/[^/?#]*)*"}
+_EXPANSIONS |= {";": r"(;[^/?#]*)*", "?": r"(\?[^#]*)?", "&": r"(&[^#]*)*"}
+
+
+@lru_cache(maxsize=1024)
+def template_regex(template: str) -> re.Pattern:
+    """A regex matching every URI a URI template (RFC 6570) can expand to."""
+    parts, last = [], 0
+    for m in re.finditer(r"\{([+#./;?&]?)[^}]*\}", template):
+        parts.append(re.escape(template[last : m.start()]))
+        parts.append(_EXPANSIONS[m.group(1)])
+        last = m.end()
+    parts.append(re.escape(template[last:]))
+    return re.compile("".join(parts), re.DOTALL)

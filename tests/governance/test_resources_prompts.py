@@ -1,0 +1,131 @@
+"""Resources, resource templates, prompts and completion, governed like tools: discovered, namespaced on
+/mcp, switched off per item (org and user layers), every read logged with its method; a tool's
+resource_link is readable through Gatehouse. Against a real SDK peer."""
+
+from __future__ import annotations
+
+import pytest
+
+from governance import services
+from governance.models import RequestLog
+from mcpsettings import discovery
+from mcpsettings.models import ItemKind, McpItem, McpServer
+from tests.conftest import key_client
+from tests.factories import make_server
+from tests.governance.helpers import allow, mcp_rpc
+from tests.peers.sdk import Peer, build_content_server
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("allow_private")]
+
+
+@pytest.fixture(scope="module")
+def docs_peer():
+    with Peer("sse", server=build_content_server()) as running:
+        yield running
+
+
+@pytest.fixture
+def docs(owner, docs_peer):
+    s = make_server(owner, name="Docs", endpoint_url=docs_peer.url)
+    assert discovery.discover(s).ok
+    return McpServer.objects.get(pk=s.pk)
+
+
+def result(res):
+    body = res.json()
+    assert "result" in body, body
+    return body["result"]
+
+
+def test_discovery_stores_each_kind(docs):
+    kinds = {(i.kind, i.key) for i in McpItem.objects.filter(server=docs)}
+    assert (ItemKind.RESOURCE, "docs://readme") in kinds
+    assert (ItemKind.TEMPLATE, "docs://items/{item_id}") in kinds
+    assert (ItemKind.PROMPT, "greet") in kinds
+
+
+def test_lists_are_namespaced_and_reads_are_governed_and_logged(owner_api, docs, docs_peer):
+    resources = result(mcp_rpc(owner_api, "resources/list"))["resources"]
+    uris = {r["uri"] for r in resources}
+    assert "gatehouse://docs/docs://readme" in uris
+    templates = result(mcp_rpc(owner_api, "resources/templates/list"))["resourceTemplates"]
+    assert templates[0]["uriTemplate"] == "gatehouse://docs/docs://items/{item_id}"
+    prompts = {p["name"]: p for p in result(mcp_rpc(owner_api, "prompts/list"))["prompts"]}
+    assert prompts["docs__greet"]["arguments"][0]["name"] == "name"
+
+    read = result(mcp_rpc(owner_api, "resources/read", {"uri": "gatehouse://docs/docs://readme"}))
+    assert read["contents"][0]["text"] == "# Hello" and read["contents"][0]["uri"] == "gatehouse://docs/docs://readme"
+    item = result(mcp_rpc(owner_api, "resources/read", {"uri": "gatehouse://docs/docs://items/42"}))
+    assert '"42"' in item["contents"][0]["text"]
+    got = result(mcp_rpc(owner_api, "prompts/get", {"name": "docs__greet", "arguments": {"name": "Ann"}}))
+    assert got["messages"][0]["content"]["text"] == "Say hello to Ann in a plain style."
+    done = result(
+        mcp_rpc(
+            owner_api,
+            "completion/complete",
+            {"ref": {"type": "ref/prompt", "name": "docs__greet"}, "argument": {"name": "style", "value": "p"}},
+        )
+    )
+    assert done["completion"]["values"] == ["plain", "pirate", "poetic"]
+    rows = {(r.method, r.tool_name, r.status, r.via) for r in RequestLog.objects.all()}
+    assert ("resources/read", "docs://readme", "ok", "mcp") in rows
+    assert ("resources/read", "docs://items/42", "ok", "mcp") in rows
+    assert ("prompts/get", "greet", "ok", "mcp") in rows
+    assert ("completion/complete", "greet", "ok", "mcp") in rows
+
+
+def test_switched_off_items_are_hidden_and_never_reach_the_server(owner, owner_api, docs, docs_peer):
+    plans = McpItem.objects.get(server=docs, key="docs://secret-plans")
+    services.item_settings_update(actor=owner, item=plans, is_enabled=False)
+    internal = McpItem.objects.get(server=docs, kind=ItemKind.PROMPT, key="internal")
+    services.item_settings_update(actor=owner, item=internal, is_enabled=False)
+    template = McpItem.objects.get(server=docs, kind=ItemKind.TEMPLATE)
+    services.item_settings_update(actor=owner, item=template, is_enabled=False)
+
+    uris = {r["uri"] for r in result(mcp_rpc(owner_api, "resources/list"))["resources"]}
+    assert "gatehouse://docs/docs://secret-plans" not in uris and "gatehouse://docs/docs://readme" in uris
+    assert "docs__internal" not in {p["name"] for p in result(mcp_rpc(owner_api, "prompts/list"))["prompts"]}
+    before = list(docs_peer.server.reads)
+    for uri in ("gatehouse://docs/docs://secret-plans", "gatehouse://docs/docs://items/7"):
+        body = mcp_rpc(owner_api, "resources/read", {"uri": uri}).json()
+        assert body["error"]["code"] == -32602, body
+    assert docs_peer.server.reads == before  # nothing reached the server
+    assert mcp_rpc(owner_api, "prompts/get", {"name": "docs__internal"}).json()["error"]["code"] == -32602
+    assert RequestLog.objects.filter(method="resources/read", status="item_disabled").count() == 2
+
+
+def test_org_layer_switches_off_for_every_member(org, owner, teammate, docs_peer):
+    server = make_server(owner, name="Team Docs", endpoint_url=docs_peer.url, organization=org)
+    assert discovery.discover(server).ok
+    readme = McpItem.objects.get(server=server, key="docs://readme")
+    services.item_settings_update(actor=owner, item=readme, is_enabled=False, layer="org")
+    mate = key_client(teammate)
+    uris = {r["uri"] for r in result(mcp_rpc(mate, "resources/list"))["resources"]}
+    assert not any(u.endswith("docs://readme") for u in uris) and uris
+    # A member cannot switch back on what the org switched off.
+    with pytest.raises(Exception, match="organization disabled"):
+        services.item_settings_update(actor=teammate, item=readme, is_enabled=True)
+
+
+def test_a_tools_resource_link_is_readable_through_gatehouse(owner, owner_api, docs):
+    allow(owner, docs, "find")
+    body = result(mcp_rpc(owner_api, "tools/call", {"name": "docs__find", "arguments": {"q": "9"}}, name="docs__find"))
+    link = body["content"][0]
+    assert link["type"] == "resource_link" and link["uri"] == "gatehouse://docs/docs://items/9"
+    read = result(mcp_rpc(owner_api, "resources/read", {"uri": link["uri"]}))
+    assert '"9"' in read["contents"][0]["text"]
+
+
+def test_reads_need_the_call_scope_and_other_tenants_see_nothing(owner, outsider, docs):
+    reader = key_client(owner, scopes=("read",))
+    assert result(mcp_rpc(reader, "resources/list"))["resources"]
+    assert mcp_rpc(reader, "resources/read", {"uri": "gatehouse://docs/docs://readme"}).status_code == 403
+    stranger = key_client(outsider)
+    assert result(mcp_rpc(stranger, "resources/list"))["resources"] == []
+    body = mcp_rpc(stranger, "resources/read", {"uri": "gatehouse://docs/docs://readme"}).json()
+    assert body["error"]["code"] == -32602
+
+
+def test_capabilities_advertise_resources_prompts_and_completion(owner_api, docs):
+    caps = result(mcp_rpc(owner_api, "server/discover"))["capabilities"]
+    assert {"tools", "resources", "prompts", "completions"} <= set(caps)
