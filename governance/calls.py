@@ -151,6 +151,8 @@ def governed_item(
     problem = jsonsafe.unstorable(params, name="params")
     if problem:
         return _refuse(facts, "invalid_arguments", f"The request was refused: {problem}.")
+    if view is None and method != "resources/read":  # only a resource may be read without being listed
+        return _refuse(facts, "not_found", "This server has no such prompt or resource template.")
     enabled = view.enabled if view is not None else server.new_tools_enabled
     if not enabled:
         return _refuse(facts, "item_disabled", "This resource or prompt is disabled.")
@@ -178,7 +180,7 @@ def _credentials(server: McpServer) -> tuple[list[Credential], list[str]]:
 
 
 def unknown_server(*, user, server_ref: str, tool: str, arguments, **facts) -> CallResult:
-    """A call naming no server the caller may see: refused and logged (no server, no usage)."""
+    """A call (or read) naming no server the caller may see: refused and logged (no server, no usage)."""
     facts = CallFacts(
         user=user, server=None, server_ref=str(server_ref), tool=tool, arguments=arguments or {}, secrets=[], **facts
     )

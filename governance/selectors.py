@@ -269,6 +269,7 @@ LOG_STATUSES = (
     "approval_pending",
     "tool_disabled",
     "tool_unsupported",
+    "item_disabled",
     "approval_denied",
     "server_inactive",
     "invalid_arguments",

@@ -24,6 +24,7 @@ REST_STATUS = {
     "server_inactive": 403,
     "tool_disabled": 403,
     "tool_unsupported": 403,
+    "item_disabled": 403,
     "approval_denied": 403,
     "invalid_arguments": 400,
     "database_unavailable": 503,
@@ -153,7 +154,7 @@ def _call(request, user, api_key, raw_key: str | None, data: dict) -> HttpRespon
             approval_id=data.get("approval_id") or None,
             **who,
         )
-    return _answer(request, result)
+    return call_answer(request, result)
 
 
 def _json(body: dict, status_code: int = 200) -> HttpResponse:
@@ -162,7 +163,7 @@ def _json(body: dict, status_code: int = 200) -> HttpResponse:
     return HttpResponse(text.encode(), status=status_code, content_type="application/json")
 
 
-def _answer(request, result: calls.CallResult) -> HttpResponse:
+def call_answer(request, result: calls.CallResult) -> HttpResponse:
     """The governed call's result as HTTP: 200 with the tool result, 202 pending, or an error status."""
     extra = {"warning": result.warning} if result.warning else {}
     if result.kind == calls.ALLOWED:

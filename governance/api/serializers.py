@@ -72,6 +72,29 @@ class ServerToolSerializer(serializers.Serializer):
     auto_approved = serializers.BooleanField()
 
 
+class ItemSettingsSerializer(serializers.Serializer):
+    is_enabled = serializers.BooleanField()
+    layer = serializers.ChoiceField(
+        choices=["org", "user"],
+        required=False,
+        help_text="org: for the whole organization (its admins); user: just you.",
+    )
+
+
+class ServerItemSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=["resource", "resource_template", "prompt"])
+    key = serializers.CharField(help_text="The resource's URI, the template's URI template or the prompt's name.")
+    name = serializers.CharField(allow_blank=True)
+    title = serializers.CharField(allow_blank=True)
+    description = serializers.CharField(allow_blank=True)
+    definition = serializers.JSONField(help_text="The item as the server describes it.")
+    changed_at = serializers.DateTimeField(allow_null=True)
+    is_enabled = serializers.BooleanField()
+    org_enabled = serializers.BooleanField(allow_null=True)
+    user_enabled = serializers.BooleanField(allow_null=True)
+
+
 class ApprovalSerializer(serializers.ModelSerializer):
     status = serializers.ChoiceField(choices=ApprovalStatus.choices, source="current_status", read_only=True)
     server = serializers.CharField(source="server.name")

@@ -19,15 +19,18 @@ from governance.api.serializers import (
     ApprovalListSerializer,
     ApprovalSerializer,
     DecideSerializer,
+    ItemSettingsSerializer,
     LogPageSerializer,
     RequestLogSerializer,
+    ServerItemSerializer,
     ServerToolSerializer,
     ToolSettingsSerializer,
     UsageListSerializer,
     UsageSerializer,
 )
+from governance.item_selectors import ItemView, item_view, item_views
 from governance.models import ApprovalRequest, ApprovalStatus, UsageDaily
-from mcpsettings.models import McpServer, McpTool
+from mcpsettings.models import McpItem, McpServer, McpTool
 from mcpsettings.selectors import server_for
 
 
@@ -96,6 +99,53 @@ class ServerToolDetailView(APIView):
         if view is None:
             raise NotVisible
         return Response(server_tool(view))
+
+
+def server_item(view: ItemView) -> dict:
+    item = view.item
+    return {
+        "id": item.pk,
+        "kind": item.kind,
+        "key": item.key,
+        "name": item.name,
+        "title": item.title,
+        "description": item.description,
+        "definition": item.definition,
+        "changed_at": item.changed_at,
+        "is_enabled": view.enabled,
+        "org_enabled": view.org_enabled,
+        "user_enabled": view.user_enabled,
+    }
+
+
+class ServerItemsView(APIView):
+    """The server's resources, resource templates and prompts, with the caller's effective permission."""
+
+    @extend_schema(responses=ServerItemSerializer(many=True), operation_id="mcps_items_list")
+    def get(self, request, pk):
+        server = _server(request, pk)
+        views = item_views(request.user, [server])
+        return Response({"items": [server_item(v) for v in views], "count": len(views)})
+
+
+class ServerItemDetailView(APIView):
+    @extend_schema(request=ItemSettingsSerializer, responses=ServerItemSerializer, operation_id="mcps_items_update")
+    def patch(self, request, pk, item_id):
+        server = _server(request, pk)
+        item = McpItem.objects.present().filter(server=server, pk=item_id).first()
+        if item is None:
+            raise NotVisible
+        ser = ItemSettingsSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        item.server = server
+        services.item_settings_update(
+            actor=request.user,
+            item=item,
+            is_enabled=ser.validated_data["is_enabled"],
+            layer=ser.validated_data.get("layer"),
+            ip=client_ip(request),
+        )
+        return Response(server_item(item_view(request.user, server, item.kind, item.key)))
 
 
 STATUS_PARAM = OpenApiParameter("status", str, enum=[s.value for s in ApprovalStatus])

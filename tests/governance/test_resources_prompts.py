@@ -129,3 +129,45 @@ def test_reads_need_the_call_scope_and_other_tenants_see_nothing(owner, outsider
 def test_capabilities_advertise_resources_prompts_and_completion(owner_api, docs):
     caps = result(mcp_rpc(owner_api, "server/discover"))["capabilities"]
     assert {"tools", "resources", "prompts", "completions"} <= set(caps)
+
+
+def test_rest_lists_reads_and_settings(owner, owner_api, outsider_api, docs, docs_peer):
+    listed = owner_api.get("/api/v1/resources").json()
+    assert {"docs://readme", "docs://secret-plans"} <= {r["uri"] for r in listed["resources"]}
+    assert listed["resource_templates"][0]["uriTemplate"] == "docs://items/{item_id}"
+    prompts = {p["name"]: p for p in owner_api.get("/api/v1/prompts").json()["prompts"]}
+    assert prompts["greet"]["qualified_name"] == "docs__greet" and prompts["greet"]["server"] == "Docs"
+
+    res = owner_api.post("/api/v1/resources/read", {"server": "Docs", "uri": "docs://readme"}, format="json")
+    assert res.status_code == 200 and res.json()["result"]["contents"][0]["text"] == "# Hello"
+    assert RequestLog.objects.get(pk=res.json()["request_id"]).method == "resources/read"
+    res = owner_api.post(
+        "/api/v1/prompts/get", {"server": str(docs.pk), "prompt": "greet", "arguments": {"name": "Bo"}}, format="json"
+    )
+    assert res.status_code == 200 and "Bo" in res.json()["result"]["messages"][0]["content"]["text"]
+    res = owner_api.post("/api/v1/prompts/get", {"server": "Docs", "prompt": "nope"}, format="json")
+    assert res.status_code == 404 and res.json()["code"] == "not_found"
+    body = {"server": "Docs", "ref": {"type": "ref/resource", "uri": "docs://items/{item_id}"}}
+    res = owner_api.post(
+        "/api/v1/completion/complete", {**body, "argument": {"name": "item_id", "value": "a"}}, format="json"
+    )
+    assert res.status_code == 200 and res.json()["result"]["completion"]["values"] == ["a1", "a2"]
+
+    items = owner_api.get(f"/api/v1/settings/mcps/{docs.pk}/items").json()["items"]
+    plans = next(i for i in items if i["key"] == "docs://secret-plans")
+    assert plans["is_enabled"] is True and plans["kind"] == "resource"
+    res = owner_api.patch(f"/api/v1/settings/mcps/{docs.pk}/items/{plans['id']}", {"is_enabled": False}, format="json")
+    assert res.status_code == 200 and res.json()["is_enabled"] is False and res.json()["user_enabled"] is False
+    res = owner_api.post("/api/v1/resources/read", {"server": "Docs", "uri": "docs://secret-plans"}, format="json")
+    assert res.status_code == 403 and res.json()["code"] == "item_disabled"
+    assert "docs://secret-plans" not in {r["uri"] for r in owner_api.get("/api/v1/resources").json()["resources"]}
+
+    # Another tenant: nothing listed, the server's settings and reads are 404.
+    assert outsider_api.get("/api/v1/resources").json()["resources"] == []
+    assert outsider_api.get(f"/api/v1/settings/mcps/{docs.pk}/items").status_code == 404
+    res = outsider_api.patch(
+        f"/api/v1/settings/mcps/{docs.pk}/items/{plans['id']}", {"is_enabled": True}, format="json"
+    )
+    assert res.status_code == 404
+    res = outsider_api.post("/api/v1/resources/read", {"server": str(docs.pk), "uri": "docs://readme"}, format="json")
+    assert res.status_code == 404

@@ -10,7 +10,8 @@ from django.utils import timezone
 from accounts.models import AuditEvent, Role, User
 from governance.models import ApprovalRequest, RequestLog, ToolApproval
 from mcpsettings import services
-from mcpsettings.models import Credential, McpTool, OAuthClient
+from mcpsettings.items import key_digest
+from mcpsettings.models import Credential, McpItem, McpTool, OAuthClient
 from tests.factories import MembershipFactory, OrganizationFactory, make_api_key, make_server
 from tests.peers.recorder import RecordingServer
 
@@ -109,7 +110,20 @@ def route_params(server, gateway, key, approval, org, membership) -> dict:
     """How to fill each parametrized route of the project."""
     srv = {"pk": server.pk}
     gw = {"pk": gateway.pk}
+    item, _ = McpItem.objects.get_or_create(
+        server=server,
+        kind="resource",
+        key_digest=key_digest("docs://matrix"),
+        defaults={
+            "key": "docs://matrix",
+            "digest": "d",
+            "last_seen": timezone.now(),
+            "definition": {"uri": "docs://matrix"},
+        },
+    )
     return {
+        "mcp-items": srv,
+        "mcp-item-detail": {**srv, "item_id": item.pk},
         "api-key-detail": {"key_id": key.pk},
         "accounts:api_key_revoke": {"key_id": key.pk},
         "accounts:org_detail": {"slug": org.slug},

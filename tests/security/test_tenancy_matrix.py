@@ -19,6 +19,7 @@ WRITE_METHODS = ("post", "put", "patch", "delete")
 # their own tool settings, their own OAuth connection, their own approval decisions.
 VIEWER_MAY_WRITE = {
     "mcp-tool-detail",
+    "mcp-item-detail",
     "governance:tool_settings",
     "mcpsettings:server_connect",
     "mcpsettings:server_disconnect",
