@@ -25,13 +25,14 @@ from accounts.authentication import key_from_header, resolve_api_key
 from accounts.ratelimit import client_ip
 from accounts.redaction import redact
 from governance import calls
-from governance.agents import mcp_items
+from governance.agents import mcp_items, mcp_stream
 from governance.agents.common import approve_url, request_facts
 from governance.agents.mcp_rpc import Context, RpcError, error, paged, require_scope
 from governance.catalog import catalog_views, mcp_tool
 from governance.selectors import SEPARATOR, qualified_name, resolve_qualified, slugs_for, usable_servers
 from mcpsettings import selectors as mcp_selectors
 from mcpsettings import services
+from mcpsettings.mcp_client.exchange import Exchange
 from mcpsettings.mcp_client.protocol import (
     HANDSHAKE_VERSIONS,
     HEADER_MISMATCH,
@@ -133,6 +134,7 @@ def _endpoint(request: HttpRequest, slug: str | None) -> HttpResponse:
         gateway=gateway,
         version=(session.protocol_version if session else header_version) or "",
         capabilities=session.client_capabilities if session else {},
+        session_key=session.pk if session else "",
     )
     return _respond(ctx, message, session, header_version)
 
@@ -198,6 +200,8 @@ def _respond(ctx: Context, message: Any, session, header_version: str) -> HttpRe
     answer = _handle(ctx, message, session, header_version)
     if answer is None:
         return HttpResponse(status=202)
+    if "_streamed" in answer:  # the client asked to hear progress: the answer comes as an event stream
+        return mcp_stream.respond(ctx, answer["id"], answer["_streamed"], answer["_finish"])
     status = answer.pop("_http_status", 200)
     headers = answer.pop("_headers", {})
     return _json(answer, status, headers)
@@ -218,6 +222,11 @@ def _batch_item(ctx: Context, message: Any, session, header_version: str, *, fir
         except (AuthenticationFailed, Throttled) as exc:
             return error(msg_id, INVALID_REQUEST, str(exc.detail)) if msg_id is not None else None
     answer = _handle(ctx, message, session, header_version)
+    if isinstance(answer, dict) and "_streamed" in answer:  # a batch is answered as one JSON array
+        try:
+            return answer["_finish"](answer["_streamed"].work(Exchange()))
+        except RpcError as exc:
+            return error(answer["id"], exc.code, exc.message, exc.data)
     if isinstance(answer, dict):
         answer.pop("_http_status", None)
         answer.pop("_headers", None)
@@ -265,12 +274,18 @@ def _handle(ctx: Context, message: Any, session, header_version: str):
     if isinstance(result, tuple):  # initialize: (result, headers)
         result, headers = result
         return {"jsonrpc": "2.0", "id": msg_id, "result": result, "_headers": headers}
-    if ctx.version == STATELESS_VERSION and isinstance(result, dict):
-        # 2026-07-28 results say they are complete; cacheable ones say for how long (not at all).
-        result = {**result, "resultType": "complete"}
-        if method.endswith("/list") or method == "server/discover":
-            result.update(ttlMs=0, cacheScope="private")
-    return {"jsonrpc": "2.0", "id": msg_id, "result": result}
+
+    def finish(result):
+        if ctx.version == STATELESS_VERSION and isinstance(result, dict):
+            # 2026-07-28 results say they are complete; cacheable ones say for how long (not at all).
+            result = {**result, "resultType": "complete"}
+            if method.endswith("/list") or method == "server/discover":
+                result.update(ttlMs=0, cacheScope="private")
+        return {"jsonrpc": "2.0", "id": msg_id, "result": result}
+
+    if isinstance(result, mcp_stream.Streamed):
+        return {"id": msg_id, "_streamed": result, "_finish": finish}
+    return finish(result)
 
 
 def _check_stateless(ctx: Context, method: str, params: dict) -> None:
@@ -292,9 +307,12 @@ def _check_stateless(ctx: Context, method: str, params: dict) -> None:
 def _dispatch(ctx: Context, method: str, params: dict, is_notification: bool):
     if method == "initialize":
         return _initialize(ctx, params)
+    if method == "notifications/cancelled":
+        mcp_stream.cancel(ctx, params)
+        return None
     if method.startswith("notifications/"):
         return None
-    if method == "ping":
+    if method in ("ping", "logging/setLevel"):  # log messages are relayed with streamed calls (README)
         return {}
     if method == "server/discover":
         if ctx.version != STATELESS_VERSION:
@@ -407,9 +425,18 @@ def _tools_call(ctx: Context, params: dict) -> dict:
         calls.unknown_server(server_ref=name.partition("__")[0], tool=name, arguments=arguments, **who)
         raise RpcError(INVALID_PARAMS, f"Unknown tool: {name[:200]}")
     server, tool_name = found
-    result = calls.governed_call(server=server, tool=tool_name, arguments=arguments, raw_key=ctx.raw_key, **who)
-    answer = _call_answer(ctx, name, result)
-    return mcp_items.rewrite_links(answer, name.partition(SEPARATOR)[0]) if result.kind == calls.ALLOWED else answer
+
+    def work(exchange: Exchange | None = None) -> dict:
+        result = calls.governed_call(
+            server=server, tool=tool_name, arguments=arguments, raw_key=ctx.raw_key, exchange=exchange, **who
+        )
+        answer = _call_answer(ctx, name, result)
+        return mcp_items.rewrite_links(answer, name.partition(SEPARATOR)[0]) if result.kind == calls.ALLOWED else answer
+
+    token = mcp_stream.wants_stream(ctx, params)
+    if token is None:
+        return work()
+    return mcp_stream.Streamed(work, token, mcp_stream.log_level(ctx, params))
 
 
 def _call_answer(ctx: Context, name: str, result: calls.CallResult) -> dict:

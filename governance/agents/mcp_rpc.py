@@ -28,6 +28,7 @@ class Context:
     gateway: Gateway | None
     version: str
     capabilities: dict
+    session_key: str = ""  # the session's digest (request ids are unique within it)
 
 
 def error(msg_id, code: int, message: str, data: Any = None) -> dict:

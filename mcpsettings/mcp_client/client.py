@@ -26,6 +26,7 @@ from mcpsettings.mcp_client.protocol import (
     HANDSHAKE_VERSIONS,
     META_CAPABILITIES,
     META_CLIENT_INFO,
+    META_LOG_LEVEL,
     META_SERVER_INFO,
     META_VERSION,
     NAMED_METHODS,
@@ -235,6 +236,8 @@ class McpClient:
         params = dict(params)
         if exchange is not None and exchange.progress_token is not None:
             params["_meta"] = {**(params.get("_meta") or {}), "progressToken": exchange.progress_token}
+        if exchange is not None and exchange.log_level and self.stateless:
+            params["_meta"] = {**(params.get("_meta") or {}), META_LOG_LEVEL: exchange.log_level}
         if self.stateless or method == "server/discover":
             meta = dict(params.get("_meta") or {})
             meta.update(

@@ -38,6 +38,7 @@ class Exchange:
     (None: the default answer). `cancel(reason)` stops the request from any thread."""
 
     progress_token: str | int | None = None
+    log_level: str | None = None  # ask the server for log messages from this level (2026-07-28 opt-in)
     on_notification: Callable[[dict], None] | None = None
     on_request: Callable[[dict], dict | None] | None = None
     reason: str = ""

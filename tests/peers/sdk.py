@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 import uvicorn
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.streamable_http import EventMessage, EventStore
 from mcp_types import ListToolsResult, ToolAnnotations
@@ -258,6 +258,23 @@ def build_content_server(name: str = "docs") -> PagedServer:
         if isinstance(ref, ResourceTemplateReference) and argument.name == "item_id":
             return Completion(values=[f"{argument.value}1", f"{argument.value}2"])
         return None
+
+    server.cancelled = []
+
+    @server.tool()
+    async def steps(count: int, delay: float, ctx: Context) -> str:
+        """Work in steps, reporting progress and a log line for each (slowly: `delay` seconds a step)."""
+        import anyio
+
+        try:
+            for i in range(count):
+                await ctx.report_progress(i + 1, count, f"step {i + 1}")
+                await ctx.info(f"finished step {i + 1}")
+                await anyio.sleep(delay)
+        except anyio.get_cancelled_exc_class():
+            server.cancelled.append(count)
+            raise
+        return f"{count} steps done"
 
     @server.tool()
     def find(q: str) -> list:

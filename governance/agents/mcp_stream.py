@@ -1,0 +1,154 @@
+"""`/mcp` answers as a server-sent event stream while a call runs: progress, log messages and, at the end,
+the answer; and the request's cancellation, both ways.
+
+A client that sends a progress token and accepts `text/event-stream` gets its `tools/call` (or
+`resources/read`, `prompts/get`) answered as a stream; everyone else still gets JSON. The governed call
+runs on a thread of its own (it writes its log row there, with its own database connection) while the
+request's thread relays what the upstream says about the call. The call stops, and its log row says
+`cancelled`, when the client sends `notifications/cancelled` for it (to any worker: the cancel is also
+left in the cache, which the stream looks at every second) or closes the stream (noticed at the next
+keep-alive write).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.cache import cache
+from django.db import connections
+from django.http import StreamingHttpResponse
+
+from governance.agents.mcp_rpc import Context, RpcError, error
+from mcpsettings.mcp_client.exchange import Exchange
+from mcpsettings.mcp_client.protocol import INTERNAL, LOG_LEVELS, META_LOG_LEVEL, STATELESS_VERSION
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE_SECONDS = 1.0
+CANCEL_TTL = 600
+_RUNNING: dict[tuple, Exchange] = {}  # (the client's scope, its request id) → the call's exchange
+_LOCK = threading.Lock()
+
+
+@dataclass
+class Streamed:
+    """A request to answer as a stream: `work(exchange)` returns its result (or raises RpcError)."""
+
+    work: Callable[[Exchange], dict]
+    progress_token: Any
+    log_level: str | None = None
+
+
+def wants_stream(ctx: Context, params: dict) -> Any:
+    """The client's progress token when it asked for a streamed answer (else None)."""
+    meta = params.get("_meta")
+    token = meta.get("progressToken") if isinstance(meta, dict) else None
+    if not isinstance(token, (str, int)) or isinstance(token, bool):
+        return None
+    accept = ctx.request.META.get("HTTP_ACCEPT", "")
+    return token if "text/event-stream" in accept else None
+
+
+def log_level(ctx: Context, params: dict) -> str | None:
+    """Which log messages the client wants relayed: on 2026-07-28 only those it opts into for the request;
+    clients of the handshake versions hear every level, as those versions say."""
+    meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+    level = meta.get(META_LOG_LEVEL)
+    if level in LOG_LEVELS:
+        return level
+    return None if ctx.version == STATELESS_VERSION else "debug"
+
+
+def _scope(ctx: Context) -> str:
+    """Whose request ids these are: the session's, else (stateless) the key's."""
+    return ctx.session_key or f"key:{ctx.api_key.pk}"
+
+
+def _cancel_key(scope: str, request_id: Any) -> str:
+    return f"mcp-cancel:{scope}:{json.dumps(request_id)}"[:250]
+
+
+def cancel(ctx: Context, params: dict) -> None:
+    """A client's `notifications/cancelled`: stop its request here, and tell the other workers."""
+    request_id = params.get("requestId")
+    if not isinstance(request_id, (str, int)) or isinstance(request_id, bool):
+        return
+    reason = str(params.get("reason") or "The client cancelled the request.")[:200]
+    scope = _scope(ctx)
+    with _LOCK:
+        exchange = _RUNNING.get((scope, request_id))
+    if exchange is not None:
+        exchange.cancel(reason)
+    else:
+        cache.set(_cancel_key(scope, request_id), reason, CANCEL_TTL)
+
+
+def _event(message: dict) -> bytes:
+    return f"event: message\ndata: {json.dumps(message, ensure_ascii=False)}\n\n".encode()
+
+
+def respond(ctx: Context, msg_id: Any, streamed: Streamed, finish: Callable[[dict], dict]) -> StreamingHttpResponse:
+    """The stream: notifications as they come, then `finish(result)` (the JSON-RPC answer) or the error."""
+    events: queue.Queue = queue.Queue()
+    token = streamed.progress_token
+
+    def relay(message: dict) -> None:
+        params = message.get("params")
+        if message.get("method") == "notifications/progress" and isinstance(params, dict):
+            message = {**message, "params": {**params, "progressToken": token}}  # the client's own token
+        if message.get("method") == "notifications/progress" or (
+            message.get("method") == "notifications/message" and streamed.log_level
+        ):
+            events.put(message)
+
+    exchange = Exchange(progress_token=token, on_notification=relay, log_level=streamed.log_level)
+    scope, key = _scope(ctx), (_scope(ctx), msg_id)
+
+    def run() -> None:
+        try:
+            answer = finish(streamed.work(exchange))
+        except RpcError as exc:
+            answer = error(msg_id, exc.code, exc.message, exc.data)
+        except Exception:
+            log.exception("A streamed MCP request failed inside Gatehouse.")
+            answer = error(msg_id, INTERNAL, "Gatehouse failed while answering; the call may not have run.")
+        finally:
+            connections.close_all()  # this thread's own connections
+        events.put({"_final": answer})
+
+    def stream() -> Iterator[bytes]:
+        with _LOCK:
+            _RUNNING[key] = exchange
+        worker = threading.Thread(target=run, name="mcp-stream", daemon=True)
+        worker.start()
+        try:
+            while True:
+                try:
+                    message = events.get(timeout=KEEPALIVE_SECONDS)
+                except queue.Empty:
+                    reason = cache.get(_cancel_key(scope, msg_id))
+                    if reason:
+                        exchange.cancel(reason)
+                    yield b": keep-alive\n\n"
+                    continue
+                if "_final" in message:
+                    yield _event(message["_final"])
+                    return
+                yield _event(message)
+        except GeneratorExit:
+            exchange.cancel("The client closed the stream.")
+            raise
+        finally:
+            with _LOCK:
+                _RUNNING.pop(key, None)
+
+    response = StreamingHttpResponse(stream(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # proxies must pass events on as they come
+    return response
