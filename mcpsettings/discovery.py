@@ -26,7 +26,8 @@ from accounts.redaction import cut_secrets, redact, redact_text
 from accounts.services import audit_record
 from mcpsettings import items
 from mcpsettings.mcp_client import McpClient, McpError
-from mcpsettings.models import AuthType, McpServer, McpTool, ServerStatus
+from mcpsettings.mcp_client.legacy import looks_legacy
+from mcpsettings.models import AuthType, McpServer, McpTool, ServerStatus, Transport
 from mcpsettings.signals import tools_changed
 from mcpsettings.upstream import credential_for, server_secrets, with_client
 
@@ -70,7 +71,14 @@ def discover(server: McpServer, *, actor=None, ip: str | None = None) -> Discove
     try:
         description, tools, fetched = with_client(server, actor, work)
     except McpError as exc:
-        return _record_failure(server, exc, actor=actor, ip=ip)
+        if not _maybe_legacy(server, exc):
+            return _record_failure(server, exc, actor=actor, ip=ip)
+        server.transport = Transport.SSE  # kept when it works (recorded below), else the first error stands
+        try:
+            description, tools, fetched = with_client(server, actor, work)
+        except McpError:
+            server.transport = Transport.STREAMABLE_HTTP
+            return _record_failure(server, exc, actor=actor, ip=ip)
     # Whatever the upstream said is shown to every member: none of the server's secrets may ride along.
     secrets = server_secrets(server)
     tools, set_aside = screen_tools(cut_secrets(tools, secrets))
@@ -232,6 +240,7 @@ def _record_success(
         else ""
     )
     locked.protocol_version = description.protocol_version
+    locked.transport = server.transport
     locked.server_info, locked.capabilities = description.server_info, description.capabilities
     locked.instructions = description.instructions[:20000]
     locked.tools_manifest, locked.manifest_fetched_at = tools, now
@@ -258,6 +267,13 @@ def _record_success(
         changed=changed,
         removed=removed,
     )
+
+
+def _maybe_legacy(server: McpServer, exc: McpError) -> bool:
+    """Whether a Streamable HTTP failure suggests an HTTP+SSE (2024-11-05) server: worth one more try."""
+    if server.transport != Transport.STREAMABLE_HTTP or exc.kind not in ("http", "not_mcp", "protocol"):
+        return False
+    return exc.http_status in (404, 405) or looks_legacy(server.endpoint_url)
 
 
 def discover_after_save(server: McpServer, *, actor=None, ip: str | None = None) -> DiscoveryResult | None:

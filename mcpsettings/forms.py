@@ -3,7 +3,7 @@ from __future__ import annotations
 from django import forms
 
 from accounts.models import Organization
-from mcpsettings.models import AuthType, RegistrationMode
+from mcpsettings.models import AuthType, RegistrationMode, Transport
 
 PERSONAL = "personal"
 GLOBAL = "global"
@@ -47,6 +47,14 @@ class McpServerForm(forms.Form):
         required=False,
         initial=True,
         help_text="Untick to keep new tools blocked until someone allows them.",
+    )
+    transport = forms.ChoiceField(
+        label="Transport",
+        choices=Transport.choices,
+        initial=Transport.STREAMABLE_HTTP,
+        required=False,
+        help_text="Most servers speak Streamable HTTP; older ones only HTTP+SSE (a URL ending in /sse). "
+        "Detected at discovery when it is not the one chosen.",
     )
     timeout_seconds = forms.IntegerField(
         label="Timeout (seconds)",

@@ -34,6 +34,7 @@ class RegistrationMode(models.TextChoices):
 
 class Transport(models.TextChoices):
     STREAMABLE_HTTP = "streamable_http", "Streamable HTTP"
+    SSE = "sse", "HTTP+SSE (legacy, 2024-11-05)"
 
 
 def _user_org_ids(user):

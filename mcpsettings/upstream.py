@@ -15,7 +15,8 @@ from django.db.models import Q
 
 from mcpsettings import oauth
 from mcpsettings.mcp_client import STATELESS_VERSION, McpClient, McpError
-from mcpsettings.models import AuthType, Credential, McpServer, OAuthClient
+from mcpsettings.mcp_client.legacy import LegacySseClient
+from mcpsettings.models import AuthType, Credential, McpServer, OAuthClient, Transport
 
 T = TypeVar("T")
 
@@ -53,6 +54,11 @@ def server_secrets(server: McpServer, credentials: list[Credential] | None = Non
     return values
 
 
+def client_class(server: McpServer) -> type[McpClient]:
+    """The protocol client for the server's transport."""
+    return LegacySseClient if server.transport == Transport.SSE else McpClient
+
+
 def server_timeout(server: McpServer) -> float:
     """One timeout per request to this server: its own setting, else MCP_HTTP_TIMEOUT."""
     return float(server.timeout_seconds or settings.MCP_HTTP_TIMEOUT)
@@ -86,11 +92,11 @@ class _ClientPool:
 
     def get(self, server: McpServer, headers: dict[str, str]) -> McpClient:
         secret = hashlib.sha256(json.dumps(headers, sort_keys=True).encode()).hexdigest()
-        key = (server.pk, server.endpoint_url, secret, server.timeout_seconds)
+        key = (server.pk, server.endpoint_url, secret, server.timeout_seconds, server.transport)
         with self.lock:
             client = self.clients.pop(key, None)
             if client is None:
-                client = McpClient(server.endpoint_url, headers=headers, timeout=server_timeout(server))
+                client = client_class(server)(server.endpoint_url, headers=headers, timeout=server_timeout(server))
                 if server.protocol_version == STATELESS_VERSION:
                     client.assume_stateless()
             self.clients[key] = client  # most recently used last
@@ -135,7 +141,7 @@ def with_client(
         headers = auth_headers(server, cred)
         if not pooled:
             client_kwargs.setdefault("timeout", server_timeout(server))
-            with McpClient(server.endpoint_url, headers=headers, **client_kwargs) as client:
+            with client_class(server)(server.endpoint_url, headers=headers, **client_kwargs) as client:
                 return work(client)
         client = POOL.get(server, headers)
         try:

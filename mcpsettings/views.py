@@ -147,6 +147,7 @@ def server_edit(request: HttpRequest, pk) -> HttpResponse:
         "is_active": server.is_active,
         "new_tools_enabled": server.new_tools_enabled,
         "timeout_seconds": server.timeout_seconds,
+        "transport": server.transport,
         "registration_mode": server.registration_mode,
         "oauth_issuer_url": server.oauth_issuer_url,
         "scopes": " ".join(server.scopes or []),

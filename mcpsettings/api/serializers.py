@@ -3,7 +3,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from mcpsettings.models import AuthType, Gateway, McpServer, RegistrationMode
+from mcpsettings.models import AuthType, Gateway, McpServer, RegistrationMode, Transport
 
 
 class McpServerSerializer(serializers.ModelSerializer):
@@ -54,6 +54,7 @@ class McpServerSerializer(serializers.ModelSerializer):
             "oauth_issuer_url",
             "token_expires_at",
             "timeout_seconds",
+            "transport",
         ]
         read_only_fields = fields
 
@@ -126,6 +127,11 @@ class McpServerWriteSerializer(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
     is_active = serializers.BooleanField(required=False, default=True)
     new_tools_enabled = serializers.BooleanField(required=False, default=True)
+    transport = serializers.ChoiceField(
+        choices=Transport.values,
+        required=False,
+        help_text="streamable_http (default) or sse (HTTP+SSE of 2024-11-05); detected at discovery when unsure.",
+    )
     timeout_seconds = serializers.IntegerField(
         required=False, allow_null=True, help_text="1–600 s for one request to this server; null: the site default."
     )

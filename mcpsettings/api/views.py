@@ -86,6 +86,7 @@ class McpServerListView(APIView):
             is_active=data["is_active"],
             new_tools_enabled=data["new_tools_enabled"],
             timeout_seconds=data.get("timeout_seconds"),
+            transport=data.get("transport", "streamable_http"),
             oauth={k: data[k] for k in OAUTH_WRITE_FIELDS if k in data},
             ip=client_ip(request),
         )

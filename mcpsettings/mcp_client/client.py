@@ -51,6 +51,8 @@ class ServerDescription:
 class McpClient:
     """One conversation with one upstream server. Use as a context manager (it ends the session)."""
 
+    accepted_versions: tuple[str, ...] | None = None  # what initialize may answer (None: self.versions)
+
     def __init__(
         self,
         url: str,
@@ -305,7 +307,7 @@ class McpClient:
             {"protocolVersion": offered, "capabilities": CLIENT_CAPABILITIES, "clientInfo": CLIENT_INFO},
         )
         version = result.get("protocolVersion")
-        if version not in HANDSHAKE_VERSIONS or version not in self.versions:
+        if version not in (self.accepted_versions or self.versions) or version == STATELESS_VERSION:
             raise McpError(
                 "protocol",
                 f"The server speaks MCP version {str(version)[:40]!r}, which Gatehouse does not support "

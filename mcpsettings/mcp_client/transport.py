@@ -203,6 +203,11 @@ class Response:
         except (OSError, http.client.HTTPException):
             raise McpError("unreachable", "The connection to the server broke while it was answering.") from None
 
+    def set_timeout(self, seconds: float | None) -> None:
+        """How long a read may wait (None: as long as it takes; a long-lived event stream)."""
+        if self._conn is not None:
+            self._conn.sock.settimeout(seconds)
+
     def abort(self) -> None:
         """Stop reading from another thread: a read blocked on the socket returns at once (and fails)."""
         conn = self._conn

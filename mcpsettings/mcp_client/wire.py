@@ -72,10 +72,12 @@ def parse_sse_events(lines: Iterator[str]) -> Iterator[dict[str, str]]:
         yield {"event": event or "message", "data": "\n".join(data), "id": event_id}
 
 
-def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
+def _lines(chunks: Iterator[bytes], max_line: int | None = None) -> Iterator[str]:
     buffer = b""
     for chunk in chunks:
         buffer += chunk
+        if max_line is not None and len(buffer) > max_line and b"\n" not in buffer and b"\r" not in buffer:
+            raise McpError("too_large", f"The server sent an event larger than the {max_line:,}-byte limit.")
         while True:
             # \r\n, \n and lone \r all end a line in SSE.
             idx_n, idx_r = buffer.find(b"\n"), buffer.find(b"\r")
@@ -91,6 +93,11 @@ def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
             yield line.decode("utf-8", errors="replace")
     if buffer:
         yield buffer.rstrip(b"\r").decode("utf-8", errors="replace")
+
+
+def events(response: Response, max_event_bytes: int) -> Iterator[dict[str, str]]:
+    """The events of a long-lived stream (no overall size or deadline: each line is capped instead)."""
+    return parse_sse_events(_lines((c for c in response.iter_content(CHUNK) if c), max_event_bytes))
 
 
 def find_response(messages: Any, request_id: Any) -> dict | None:

@@ -21,6 +21,7 @@ from mcpsettings.models import (
     OAuthClient,
     RegistrationMode,
     ServerStatus,
+    Transport,
 )
 from mcpsettings.services.fields import (
     clean_endpoint_url,
@@ -43,6 +44,7 @@ AUDITED_SERVER_FIELDS = (
     "scopes",
     "extra_auth_params",
     "timeout_seconds",
+    "transport",
 )
 
 
@@ -198,6 +200,7 @@ def server_create(
     new_tools_enabled: bool = True,
     oauth: dict[str, Any] | None = None,
     timeout_seconds: int | None = None,
+    transport: str = Transport.STREAMABLE_HTTP,
     ip: str | None = None,
 ) -> McpServer:
     """Register a server. `oauth` may hold oauth_issuer_url, registration_mode, scopes, extra_auth_params,
@@ -222,6 +225,7 @@ def server_create(
         is_active=is_active,
         new_tools_enabled=new_tools_enabled,
         timeout_seconds=timeout_seconds,
+        transport=transport if transport in Transport.values else Transport.STREAMABLE_HTTP,
         status=ServerStatus.PENDING_SETUP,
         status_detail=FIRST_STATUS_DETAIL[auth_type == AuthType.OAUTH],
         created_by=actor,
@@ -333,6 +337,8 @@ def _apply_edits(server: McpServer, data: dict[str, Any], errors: dict[str, Any]
     for field in ("is_active", "new_tools_enabled"):
         if field in data:
             setattr(server, field, bool(data[field]))
+    if data.get("transport") in Transport.values:
+        server.transport = data["transport"]
     if "timeout_seconds" in data:
         try:
             server.timeout_seconds = clean_timeout(data["timeout_seconds"])

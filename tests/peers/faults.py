@@ -35,6 +35,20 @@ class Handler(BaseHTTPRequestHandler):
     def _rpc(self, msg_id, result) -> None:
         self._send(200, json.dumps({"jsonrpc": "2.0", "id": msg_id, "result": result}).encode())
 
+    def do_GET(self) -> None:
+        """/legacy-sse: an HTTP+SSE stream whose endpoint event names `sse_endpoint` (the test sets it)."""
+        self.server.requests.append((self.path, "GET", dict(self.headers)))
+        if self.path != "/legacy-sse":
+            self._send(404, b"not found", "text/plain")
+            return
+        self._stream_start()
+        try:
+            self.wfile.write(f"event: endpoint\ndata: {self.server.sse_endpoint}\n\n".encode())
+            self.wfile.flush()
+            time.sleep(5)
+        except OSError:
+            pass
+
     def do_DELETE(self) -> None:
         self._send(200)
 
@@ -274,6 +288,7 @@ class FaultServer(ThreadingHTTPServer):
         self.trickle_seconds = 0.2
         self.redirect_to = ""  # where /redirect-away and /redirect-any send the client
         self.ask_seconds = 10.0
+        self.sse_endpoint = ""
         self.answers: dict = {}
         self.waiting: dict = {}
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)

@@ -6,6 +6,7 @@ Modes:
   stateless  `json_response=True, stateless_http=True`
   priming    SSE with an event store, so answers start with an empty priming event (2025-11-25+)
   legacy     as `sse`, but the 2026-07-28 form is refused with 400 (a server from before that revision)
+  http+sse   the old HTTP+SSE transport of 2024-11-05 (GET /sse, POST /messages/)
 Wrappers: `token=` requires `Authorization: Bearer <token>` (401 with WWW-Authenticate otherwise).
 """
 
@@ -26,7 +27,7 @@ from mcp_types import ListToolsResult, ToolAnnotations
 from pydantic import BaseModel
 from starlette.responses import JSONResponse
 
-MODES = ("sse", "json", "stateless", "priming", "legacy")
+MODES = ("sse", "json", "stateless", "priming", "legacy", "http+sse")
 
 
 def free_port() -> int:
@@ -184,7 +185,7 @@ class Peer:
             options["stateless_http"] = True
         if mode == "priming":
             options.update(event_store=MemoryEventStore(), retry_interval=1000)
-        app = self.server.streamable_http_app(**options)
+        app = self.server.sse_app() if mode == "http+sse" else self.server.streamable_http_app(**options)
         if mode == "legacy":
             app = RefuseModern(app)
         if token:
@@ -202,7 +203,7 @@ class Peer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/mcp"
+        return f"http://127.0.0.1:{self.port}/{'sse' if self.mode == 'http+sse' else 'mcp'}"
 
     def __enter__(self) -> Peer:
         self.thread.start()
