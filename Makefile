@@ -52,7 +52,12 @@ format: $(VENV)/.dev
 tests/browser/.npm/node_modules/axe-core/axe.min.js:
 	-command -v npm >/dev/null && npm install --no-audit --no-fund --silent --prefix tests/browser/.npm axe-core@4.14.1
 
-test: $(VENV)/.dev .env tests/browser/.npm/node_modules/axe-core/axe.min.js
+# Node peers for the interop tests, pinned in tests/peers/node/package-lock.json (installed once; skipped
+# quietly without npm): the reference server, the TypeScript SDK client, mcp-remote, the supergateway bridge.
+tests/peers/node/node_modules/.package-lock.json: tests/peers/node/package-lock.json
+	-command -v npm >/dev/null && npm ci --no-audit --no-fund --silent --prefix tests/peers/node
+
+test: $(VENV)/.dev .env tests/browser/.npm/node_modules/axe-core/axe.min.js tests/peers/node/node_modules/.package-lock.json
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) manage.py makemigrations --check --dry-run

@@ -255,6 +255,7 @@ def _handle(ctx: Context, message: Any, session, header_version: str):
     if not isinstance(params, dict):
         return error(msg_id, INVALID_PARAMS, "`params` must be an object.") if msg_id is not None else None
     is_notification = "id" not in message
+    ctx.request_id = msg_id
     try:
         if header_version == STATELESS_VERSION:
             _check_stateless(ctx, method, params)
@@ -434,8 +435,9 @@ def _tools_call(ctx: Context, params: dict) -> dict:
         return mcp_items.rewrite_links(answer, name.partition(SEPARATOR)[0]) if result.kind == calls.ALLOWED else answer
 
     token = mcp_stream.wants_stream(ctx, params)
-    if token is None:
-        return work()
+    if token is None:  # answered as JSON; a cancel still stops it
+        with mcp_stream.cancellable(ctx, ctx.request_id) as exchange:
+            return work(exchange)
     return mcp_stream.Streamed(work, token, mcp_stream.log_level(ctx, params))
 
 

@@ -29,6 +29,7 @@ class Context:
     version: str
     capabilities: dict
     session_key: str = ""  # the session's digest (request ids are unique within it)
+    request_id: Any = None  # the JSON-RPC id of the message being handled
 
 
 def error(msg_id, code: int, message: str, data: Any = None) -> dict:

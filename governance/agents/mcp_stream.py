@@ -16,7 +16,9 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +89,52 @@ def cancel(ctx: Context, params: dict) -> None:
         exchange.cancel(reason)
     else:
         cache.set(_cancel_key(scope, request_id), reason, CANCEL_TTL)
+
+
+@contextmanager
+def cancellable(ctx: Context, request_id: Any) -> Iterator[Exchange]:
+    """An exchange for a request answered as JSON, stopped by the client's `notifications/cancelled`: at once
+    when it reaches this worker, within a second (the cache, polled by one thread per worker) otherwise."""
+    exchange = Exchange()
+    key = (_scope(ctx), request_id)
+    with _LOCK:
+        _RUNNING[key] = exchange
+        _watch()
+    try:
+        yield exchange
+    finally:
+        with _LOCK:
+            _RUNNING.pop(key, None)
+
+
+_WATCHER: list[threading.Thread] = []
+
+
+def _watch() -> None:
+    """Start this worker's cache poller (under _LOCK), once."""
+    if _WATCHER and _WATCHER[0].is_alive():
+        return
+    thread = threading.Thread(target=_poll_cancels, name="mcp-cancel-watch", daemon=True)
+    _WATCHER[:] = [thread]
+    thread.start()
+
+
+def _poll_cancels() -> None:
+    while True:
+        time.sleep(KEEPALIVE_SECONDS)
+        with _LOCK:
+            running = dict(_RUNNING)
+        if not running:
+            continue
+        try:
+            found = cache.get_many([_cancel_key(scope, rid) for scope, rid in running])
+        except Exception:  # the cache is down: cancels from other workers wait for it
+            log.warning("Cannot read cancellations from the cache; those sent to other workers wait.")
+            continue
+        for (scope, rid), exchange in running.items():
+            reason = found.get(_cancel_key(scope, rid))
+            if reason:
+                exchange.cancel(reason)
 
 
 def _event(message: dict) -> bytes:

@@ -362,8 +362,28 @@ class McpClient:
             body = dumps(message)
         except ValueError:  # NaN or Infinity, which JSON cannot carry
             raise McpError("unreachable", "The request to the server failed.") from None
+        hook = exchange.attach if exchange is not None else None
+        try:
+            response = self._follow(url, headers, body, hook)
+            try:
+                return self._read(response, message, expect_id, deadline, exchange)
+            finally:
+                response.close()
+        except McpError as exc:
+            if exchange is not None and exchange.cancelled:
+                self._cancel_upstream(expect_id, exchange.reason or "The caller cancelled the request.")
+                raise McpError("cancelled", "The request was cancelled before the server answered.") from None
+            if exc.kind == "timeout" and expect_id is not None:
+                self._cancel_upstream(expect_id, "Gatehouse stopped waiting (timeout).")
+            raise
+        finally:
+            if exchange is not None:
+                exchange.attach(None)
+
+    def _follow(self, url: str, headers: dict[str, str], body: bytes, hook) -> Response:
+        """POST, following 307/308 under Gatehouse's rules; the answer to read."""
         for _ in range(MAX_REDIRECTS + 1):
-            response = self._send(url, headers, body)
+            response = self._send(url, headers, body, hook)
             if response.status_code in (307, 308) and response.headers.get("Location"):
                 response.close()
                 target = urljoin(url, response.headers["Location"])
@@ -375,41 +395,27 @@ class McpClient:
                 headers = redirect_headers(url, target, headers, secret_names=self.auth_headers)
                 url = target
                 continue
-            break
-        else:
-            raise McpError("redirect", "The server redirected too many times.")
-        if exchange is None:
-            try:
-                return self._read(response, message, expect_id, deadline, None)
-            finally:
-                response.close()
-        exchange.attach(response.abort)
-        try:
-            return self._read(response, message, expect_id, deadline, exchange)
-        except McpError as exc:
-            if exchange.cancelled:
-                self._cancel_upstream(expect_id, exchange.reason or "The caller cancelled the request.")
-                raise McpError("cancelled", "The request was cancelled before the server answered.") from None
-            if exc.kind == "timeout" and expect_id is not None:
-                self._cancel_upstream(expect_id, "Gatehouse stopped waiting (timeout).")
-            raise
-        finally:
-            exchange.attach(None)
-            response.close()
+            return response
+        raise McpError("redirect", "The server redirected too many times.")
 
     def _cancel_upstream(self, request_id, reason: str) -> None:
-        """Tell the server to stop a request (best effort: the answer no longer matters)."""
+        """Tell the server to stop a request: best effort, off this thread (the answer no longer matters)."""
         if self.stateless:
             return  # 2026-07-28: closing the request's stream is the cancellation
-        try:
-            self.notify("notifications/cancelled", {"requestId": request_id, "reason": reason[:200]})
-        except McpError:
-            pass
 
-    def _send(self, url: str, headers: dict[str, str], body: bytes) -> Response:
-        """One POST: the transport maps connection failures (blocked, unreachable, timeout) to McpError."""
+        def send() -> None:
+            try:
+                self.notify("notifications/cancelled", {"requestId": request_id, "reason": reason[:200]})
+            except (McpError, OSError):
+                pass
+
+        threading.Thread(target=send, name="mcp-cancel", daemon=True).start()
+
+    def _send(self, url: str, headers: dict[str, str], body: bytes, hook=None) -> Response:
+        """One POST: the transport maps connection failures (blocked, unreachable, timeout) to McpError.
+        `hook` is given a way to stop the request from another thread (cancellation)."""
         try:
-            return self.transport.request("POST", url, headers, body, timeout=self.timeout)
+            return self.transport.request("POST", url, headers, body, timeout=self.timeout, on_socket=hook)
         except UnicodeError:  # a header value outside Latin-1 (e.g. a token stored before it was validated)
             raise McpError(
                 "auth_required", "The stored credential cannot be sent in an HTTP header; enter it again."

@@ -161,6 +161,13 @@ class _Connection:
                     raise _NothingSent() from exc
                 raise
 
+    def stop(self) -> None:
+        """From another thread: a read or write blocked on this connection returns at once (and fails)."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def close(self) -> None:
         try:
             self.sock.close()
@@ -212,10 +219,7 @@ class Response:
         """Stop reading from another thread: a read blocked on the socket returns at once (and fails)."""
         conn = self._conn
         if conn is not None:
-            try:
-                conn.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            conn.stop()
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -252,7 +256,10 @@ class Transport:
         self._lock = threading.Lock()
         self._closed = False
 
-    def request(self, method: str, url: str, headers: dict[str, str], body: bytes, *, timeout: float) -> Response:
+    def request(
+        self, method: str, url: str, headers: dict[str, str], body: bytes, *, timeout: float, on_socket=None
+    ) -> Response:
+        """One request. `on_socket(stop)` is told, before anything is sent, how to stop it from another thread."""
         try:
             origin, target, host = _route(url)
         except ssrf.SSRFError as exc:
@@ -260,7 +267,7 @@ class Transport:
         data = _head(method, target, host, headers, len(body)) + body
         conn = self._checkout(origin, timeout)
         try:
-            return self._exchange(conn, method, data, timeout)
+            return self._exchange(conn, method, data, timeout, on_socket)
         except _NothingSent as exc:
             if not conn.reused:
                 raise _unreachable(exc.__cause__, timeout) from None
@@ -270,12 +277,14 @@ class Transport:
         # error, never a retry (it may have run).
         conn = self._connect(origin, timeout)
         try:
-            return self._exchange(conn, method, data, timeout)
+            return self._exchange(conn, method, data, timeout, on_socket)
         except _NothingSent as exc:
             raise _unreachable(exc.__cause__, timeout) from None
 
-    def _exchange(self, conn: _Connection, method: str, data: bytes, timeout: float) -> Response:
+    def _exchange(self, conn: _Connection, method: str, data: bytes, timeout: float, on_socket=None) -> Response:
         reader = None
+        if on_socket is not None:
+            on_socket(conn.stop)
         try:
             conn.sock.settimeout(timeout)
             conn.send(data)
