@@ -1,20 +1,20 @@
 """Interop with the Node reference server (@modelcontextprotocol/server-everything), which nobody here wrote.
 
-Runs when `npx` is available (CI has Node; the package comes from the npm registry); skipped otherwise.
+Runs when the pinned Node peers are installed (tests/peers/node: `make test` and `.ci/run` install them).
 """
 
 import os
-import shutil
 import subprocess
 import time
 
 import pytest
 
 from mcpsettings.mcp_client import HANDSHAKE_VERSIONS, McpClient
+from tests.interop.conftest import NODE_BIN, node_ready
 from tests.peers.sdk import free_port
 
 pytestmark = [
-    pytest.mark.skipif(shutil.which("npx") is None, reason="npx (Node.js) is not installed"),
+    pytest.mark.skipif(not node_ready(), reason="the pinned Node peers are not installed"),
     pytest.mark.usefixtures("allow_private"),
 ]
 
@@ -23,7 +23,7 @@ pytestmark = [
 def everything():
     port = free_port()
     proc = subprocess.Popen(
-        ["npx", "-y", "@modelcontextprotocol/server-everything", "streamableHttp"],
+        [str(NODE_BIN / "mcp-server-everything"), "streamableHttp"],
         env={**os.environ, "PORT": str(port)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
