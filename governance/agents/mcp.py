@@ -245,7 +245,8 @@ def _handle(ctx: Context, message: Any, session, header_version: str):
     method = message.get("method")
     if not isinstance(method, str):
         if "result" in message or "error" in message:
-            return None  # a response to something we never ask; ignore
+            mcp_stream.deliver(ctx, message)  # the client answering a question passed on mid-call
+            return None
         return {**error(msg_id, INVALID_REQUEST, "`method` must be a string."), "_http_status": 400}
     if msg_id is not None and (not isinstance(msg_id, (str, int)) or isinstance(msg_id, bool)):
         return {**error(None, INVALID_REQUEST, "`id` must be a string or a number."), "_http_status": 400}
@@ -434,11 +435,11 @@ def _tools_call(ctx: Context, params: dict) -> dict:
         answer = _call_answer(ctx, name, result)
         return mcp_items.rewrite_links(answer, name.partition(SEPARATOR)[0]) if result.kind == calls.ALLOWED else answer
 
-    token = mcp_stream.wants_stream(ctx, params)
-    if token is None:  # answered as JSON; a cancel still stops it
+    if not mcp_stream.wants_stream(ctx, params):  # answered as JSON; a cancel still stops it
         with mcp_stream.cancellable(ctx, ctx.request_id) as exchange:
             return work(exchange)
-    return mcp_stream.Streamed(work, token, mcp_stream.log_level(ctx, params))
+    token = mcp_stream.progress_token(params)
+    return mcp_stream.Streamed(work, token, mcp_stream.log_level(ctx, params), server.name)
 
 
 def _call_answer(ctx: Context, name: str, result: calls.CallResult) -> dict:

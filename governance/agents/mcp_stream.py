@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -45,16 +46,30 @@ class Streamed:
     work: Callable[[Exchange], dict]
     progress_token: Any
     log_level: str | None = None
+    server_name: str = ""  # who asks, when a question of the server's is passed on
 
 
-def wants_stream(ctx: Context, params: dict) -> Any:
-    """The client's progress token when it asked for a streamed answer (else None)."""
+def progress_token(params: dict) -> Any:
     meta = params.get("_meta")
     token = meta.get("progressToken") if isinstance(meta, dict) else None
-    if not isinstance(token, (str, int)) or isinstance(token, bool):
-        return None
-    accept = ctx.request.META.get("HTTP_ACCEPT", "")
-    return token if "text/event-stream" in accept else None
+    return token if isinstance(token, (str, int)) and not isinstance(token, bool) else None
+
+
+def elicitation_modes(ctx: Context) -> set[str]:
+    """The elicitation modes the client declared (an empty declaration means form, as the spec says)."""
+    declared = ctx.capabilities.get("elicitation") if isinstance(ctx.capabilities, dict) else None
+    if not isinstance(declared, dict):
+        return set()
+    return {m for m in ("form", "url") if m in declared} or {"form"}
+
+
+def wants_stream(ctx: Context, params: dict) -> bool:
+    """Answer as a stream: the client accepts one, and wants progress or can be asked questions mid-call
+    (2026-07-28 has no mid-call requests: its clients stream only for progress)."""
+    if "text/event-stream" not in ctx.request.META.get("HTTP_ACCEPT", ""):
+        return False
+    asks = bool(elicitation_modes(ctx)) and ctx.version != STATELESS_VERSION
+    return progress_token(params) is not None or asks
 
 
 def log_level(ctx: Context, params: dict) -> str | None:
@@ -137,6 +152,68 @@ def _poll_cancels() -> None:
                 exchange.cancel(reason)
 
 
+class _Asked:
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.answer: dict | None = None
+
+
+_ASKED: dict[tuple, _Asked] = {}  # (the client's scope, the id Gatehouse gave its question) → the answer
+
+
+def _answer_key(scope: str, question_id: Any) -> str:
+    return f"mcp-answer:{scope}:{json.dumps(question_id)}"[:250]
+
+
+def deliver(ctx: Context, message: dict) -> None:
+    """A client's answer to a question Gatehouse passed on (elicitation): to the call waiting for it, here or
+    in another worker (through the cache)."""
+    scope, question_id = _scope(ctx), message.get("id")
+    body = {"result": message["result"]} if "result" in message else {"error": message.get("error")}
+    with _LOCK:
+        asked = _ASKED.get((scope, question_id))
+    if asked is not None:
+        asked.answer = body
+        asked.event.set()
+    elif isinstance(question_id, str) and question_id.startswith(QUESTION_PREFIX):
+        cache.set(_answer_key(scope, question_id), body, CANCEL_TTL)
+
+
+QUESTION_PREFIX = "gatehouse-ask-"
+
+
+def _asker(ctx: Context, events: queue.Queue, exchange: Exchange, server_name: str) -> Callable[[dict], dict | None]:
+    """Pass the upstream's elicitation requests on to the client (the modes it declared), and wait for its
+    answer; anything else gets Gatehouse's default answer (mcp_client.exchange)."""
+    modes, scope = elicitation_modes(ctx), _scope(ctx)
+
+    def ask(message: dict) -> dict | None:
+        params = message.get("params") if isinstance(message.get("params"), dict) else {}
+        if message.get("method") != "elicitation/create" or params.get("mode", "form") not in modes:
+            return None
+        question_id = f"{QUESTION_PREFIX}{secrets.token_hex(8)}"
+        asked = _Asked()
+        with _LOCK:
+            _ASKED[(scope, question_id)] = asked
+        text = f"[{server_name}] {params.get('message', '')}".strip()
+        events.put(
+            {"jsonrpc": "2.0", "id": question_id, "method": "elicitation/create", "params": {**params, "message": text}}
+        )
+        try:
+            while not asked.event.wait(0.5):
+                if exchange.cancelled:
+                    return {"result": {"action": "cancel"}}
+                found = cache.get(_answer_key(scope, question_id))
+                if found is not None:
+                    return found
+            return asked.answer
+        finally:
+            with _LOCK:
+                _ASKED.pop((scope, question_id), None)
+
+    return ask
+
+
 def _event(message: dict) -> bytes:
     return f"event: message\ndata: {json.dumps(message, ensure_ascii=False)}\n\n".encode()
 
@@ -156,6 +233,7 @@ def respond(ctx: Context, msg_id: Any, streamed: Streamed, finish: Callable[[dic
             events.put(message)
 
     exchange = Exchange(progress_token=token, on_notification=relay, log_level=streamed.log_level)
+    exchange.on_request = _asker(ctx, events, exchange, streamed.server_name)
     scope, key = _scope(ctx), (_scope(ctx), msg_id)
 
     def run() -> None:

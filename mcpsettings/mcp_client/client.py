@@ -36,7 +36,9 @@ from mcpsettings.mcp_client.protocol import (
 from mcpsettings.mcp_client.transport import Response, Transport, dumps
 
 CLIENT_INFO = {"name": "gatehouse", "title": "Gatehouse MCP gateway", "version": "1.0"}
-CLIENT_CAPABILITIES: dict[str, Any] = {}
+# What Gatehouse can serve a server mid-call: its questions, passed on to clients that declared them (a client
+# that did not gets an error answer). Sampling and roots are never passed on.
+CLIENT_CAPABILITIES: dict[str, Any] = {"elicitation": {"form": {}, "url": {}}}
 MAX_REDIRECTS = 3
 
 

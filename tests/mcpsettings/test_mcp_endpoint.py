@@ -8,6 +8,7 @@ approve it through the API, call again.
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 import requests
@@ -202,9 +203,10 @@ def services_disable(owner, server, tool):
 
 def test_url_elicitation_when_the_client_declared_it(setup):
     sid = initialize(setup, capabilities={"elicitation": {"url": {}}}).headers["Mcp-Session-Id"]
-    res = rpc(
-        setup["url"], setup["key"], "tools/call", {"name": "peer__echo", "arguments": {"text": "x"}}, session=sid
-    ).json()
+    res = rpc(setup["url"], setup["key"], "tools/call", {"name": "peer__echo", "arguments": {"text": "x"}}, session=sid)
+    # A client that can be asked questions mid-call gets its call answered as a stream: the answer is its last event.
+    assert res.headers["Content-Type"].startswith("text/event-stream")
+    res = [json.loads(line[6:]) for line in res.text.splitlines() if line.startswith("data: ")][-1]
     assert res["error"]["code"] == -32042
     elicitation = res["error"]["data"]["elicitations"][0]
     assert elicitation["mode"] == "url" and "/approvals/" in elicitation["url"]

@@ -54,6 +54,10 @@ class Sum(BaseModel):
     total: int
 
 
+class Colour(BaseModel):
+    color: str
+
+
 def build_server(*, name: str = "peer", fillers: int = 0, page_size: int = 0, instructions: str = "") -> PagedServer:
     server = PagedServer(name, version="1.2.3", instructions=instructions or "Peer for Gatehouse tests.")
     server.page_size = page_size
@@ -276,6 +280,12 @@ def build_content_server(name: str = "docs") -> PagedServer:
             server.cancelled.append(count)
             raise
         return f"{count} steps done"
+
+    @server.tool()
+    async def pick(ctx: Context) -> str:
+        """Ask the user for a colour (elicitation, form mode)."""
+        answer = await ctx.elicit("Pick a colour", Colour)
+        return f"{answer.action}:{getattr(getattr(answer, 'data', None), 'color', None)}"
 
     @server.tool()
     def find(q: str) -> list:
