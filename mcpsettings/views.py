@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import json
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -26,6 +24,7 @@ from mcpsettings.forms import (
     OrgContextForm,
 )
 from mcpsettings.models import AuthType, Credential, Gateway, McpServer, McpTool, OrgServerContext
+from mcpsettings.snippets import client_snippets
 
 
 def _server(request: HttpRequest, pk, *, include_deleted: bool = False) -> McpServer:
@@ -341,14 +340,12 @@ def gateway_detail(request: HttpRequest, pk) -> HttpResponse:
     sources = list(gateway.sources.all())
     available = [s for s in selectors.servers_for(request.user) if s.pk not in {x.pk for x in sources}]
     url = gateway_endpoint_url(request, gateway)
-    config = {"type": "http", "url": url, "headers": {"Authorization": "Bearer <your Gatehouse API key>"}}
-    snippet = json.dumps({"mcpServers": {f"gatehouse-{gateway.slug}": config}}, indent=2)
     context = {
         "gateway": gateway,
         "sources": sources,
         "available": available,
         "endpoint_url": url,
-        "snippet": snippet,
+        "snippets": client_snippets(f"gatehouse-{gateway.slug}", url),
         "all_tools_url": gateway_endpoint_url(request),
     }
     return render(request, "mcpsettings/gateway_detail.html", context)
