@@ -11,4 +11,5 @@ urlpatterns = [
     path("activity/", views.activity, name="activity"),
     path("audit/", views.audit, name="audit"),
     path("settings/mcps/<uuid:pk>/tools/<path:tool>/", views.tool_settings, name="tool_settings"),
+    path("settings/mcps/<uuid:pk>/items/<int:item_id>/", views.item_settings, name="item_settings"),
 ]

@@ -25,7 +25,7 @@ from governance.models import (
     UsageDaily,
     histogram_median,
 )
-from mcpsettings.models import McpServer, McpTool
+from mcpsettings.models import McpItem, McpServer, McpTool
 from mcpsettings.selectors import servers_for
 
 DECISIONS = [
@@ -131,6 +131,30 @@ def tool_settings(request: HttpRequest, pk, tool: str) -> HttpResponse:
         messages.error(request, " ".join(getattr(exc, "messages", [str(exc)])))
     else:
         messages.success(request, f"Saved {tool}.")
+    return redirect("mcpsettings:server_detail", pk=server.pk)
+
+
+@login_required
+@require_POST
+def item_settings(request: HttpRequest, pk, item_id: int) -> HttpResponse:
+    """The enable switch of one resource, resource template or prompt on the server page."""
+    server = McpServer.objects.visible_to(request.user).live().filter(pk=pk).first()
+    item = McpItem.objects.present().filter(server=server, pk=item_id).first() if server else None
+    if item is None:
+        raise Http404("No such resource or prompt.")
+    item.server = server
+    try:
+        services.item_settings_update(
+            actor=request.user,
+            item=item,
+            is_enabled=request.POST.get("is_enabled") in ("1", "true", "on"),
+            layer=request.POST.get("layer") or None,
+            ip=client_ip(request),
+        )
+    except PermissionDenied as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Saved {item.key[:80]}.")
     return redirect("mcpsettings:server_detail", pk=server.pk)
 
 

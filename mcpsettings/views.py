@@ -118,6 +118,7 @@ def server_detail(request: HttpRequest, pk) -> HttpResponse:
         for org in context_orgs
     ]
     views = hooks.tool_rows(request.user, server)
+    items = hooks.item_rows(request.user, server)
     removed = McpTool.objects.filter(server=server, removed_at__isnull=False).order_by("name")
     return render(
         request,
@@ -126,6 +127,7 @@ def server_detail(request: HttpRequest, pk) -> HttpResponse:
             "server": server,
             "context_forms": context_forms,
             "views": views,
+            "items": items,
             "removed": removed,
             "org_admin": server.organization_id is not None and server.can_manage,
         },

@@ -171,3 +171,14 @@ def test_rest_lists_reads_and_settings(owner, owner_api, outsider_api, docs, doc
     assert res.status_code == 404
     res = outsider_api.post("/api/v1/resources/read", {"server": str(docs.pk), "uri": "docs://readme"}, format="json")
     assert res.status_code == 404
+
+
+def test_the_server_page_switches_items(client, owner, docs):
+    client.force_login(owner)
+    page = client.get(f"/settings/mcps/{docs.pk}/").content.decode()
+    assert "Resources and prompts" in page and "docs://secret-plans" in page
+    plans = McpItem.objects.get(server=docs, key="docs://secret-plans")
+    res = client.post(f"/settings/mcps/{docs.pk}/items/{plans.pk}/", {"is_enabled": "0"})
+    assert res.status_code == 302
+    page = client.get(f"/settings/mcps/{docs.pk}/").content.decode()
+    assert "switch on docs://secret-plans" in page and "Off for you" in page

@@ -123,6 +123,7 @@ def route_params(server, gateway, key, approval, org, membership) -> dict:
     )
     return {
         "mcp-items": srv,
+        "governance:item_settings": {**srv, "item_id": item.pk},
         "mcp-item-detail": {**srv, "item_id": item.pk},
         "api-key-detail": {"key_id": key.pk},
         "accounts:api_key_revoke": {"key_id": key.pk},

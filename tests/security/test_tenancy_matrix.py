@@ -20,6 +20,7 @@ WRITE_METHODS = ("post", "put", "patch", "delete")
 VIEWER_MAY_WRITE = {
     "mcp-tool-detail",
     "mcp-item-detail",
+    "governance:item_settings",
     "governance:tool_settings",
     "mcpsettings:server_connect",
     "mcpsettings:server_disconnect",
