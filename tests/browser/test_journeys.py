@@ -115,7 +115,9 @@ def test_sign_up_add_server_govern_and_approve(page, live_server, peer, settings
     page.get_by_role("button", name="Create gateway").click()
     page.get_by_label("Add a server").select_option(label="Peer tools")
     page.get_by_role("button", name="Add source").click()
-    assert "mcpServers" in page.get_by_role("textbox", name="Configuration").input_value()
+    assert "mcpServers" in page.locator("#snippet-1").inner_text()  # Claude Desktop's, open at first
+    page.get_by_text("VS Code").click()
+    assert '"servers"' in page.locator("#snippet-4").inner_text()
     check_page(page, "gateway")
 
     page.goto(f"{base}/")
