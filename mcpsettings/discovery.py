@@ -166,7 +166,6 @@ def _clean_tool(tool: dict[str, Any]) -> dict[str, Any]:
     return {k: tool[k] for k in keep if k in tool}
 
 
-TOOL_FIELDS = ("title", "description", "input_schema", "output_schema", "annotations", "extra")
 EXTRA_KEYS = ("execution", "icons", "_meta")  # kept as the server sent them, passed on to agents
 
 
@@ -182,36 +181,26 @@ def _tool_fields(tool: dict[str, Any]) -> dict[str, Any]:
 
 
 def _store_tools(server: McpServer, manifest: list[dict], now) -> tuple[list[str], list[str], list[str]]:
-    """McpTool rows follow the manifest; returns the names (added, changed, removed)."""
-    by_name = {t["name"]: t for t in manifest}
-    existing = {t.name: t for t in McpTool.objects.filter(server=server)}
-    added, changed, removed, to_create, to_update = [], [], [], [], []
-    for name, tool in by_name.items():
-        digest, fields, row = tool_digest(tool), _tool_fields(tool), existing.get(name)
-        if row is None:
-            to_create.append(McpTool(server=server, name=name, digest=digest, last_seen=now, **fields))
-            added.append(name)
-            continue
-        if row.removed_at is not None:
-            row.removed_at = None
-            added.append(name)
-        if row.digest != digest:
-            row.previous_digest, row.digest, row.changed_at, row.needs_review = row.digest, digest, now, True
-            changed.append(name)
-        for key, value in fields.items():
-            setattr(row, key, value)
-        row.last_seen = now
-        to_update.append(row)
-    for name, row in existing.items():
-        if name not in by_name and row.removed_at is None:
-            row.removed_at = now
-            to_update.append(row)
-            removed.append(name)
-    McpTool.objects.bulk_create(to_create)
-    if to_update:
-        tracking = ("digest", "previous_digest", "changed_at", "needs_review", "removed_at", "last_seen")
-        McpTool.objects.bulk_update(to_update, [*TOOL_FIELDS, *tracking])
-    return added, changed, removed
+    """McpTool rows follow the manifest; returns the names (added, changed, removed). A changed tool waits for
+    a person's review (`needs_review`)."""
+
+    def make(name: str, tool: dict, digest: str, fields: dict) -> McpTool:
+        return McpTool(server=server, name=name, digest=digest, last_seen=now, **fields)
+
+    def review(row: McpTool) -> None:
+        row.needs_review = True
+
+    return items.follow_rows(
+        McpTool,
+        {t.name: t for t in McpTool.objects.filter(server=server)},
+        {t["name"]: t for t in manifest},
+        now=now,
+        make=make,
+        fields_of=_tool_fields,
+        digest_of=tool_digest,
+        label_of=lambda row: row.name,
+        on_change=review,
+    )
 
 
 DESCRIPTION_FIELDS = ("protocol_version", "server_info", "capabilities", "instructions")

@@ -114,40 +114,64 @@ def screen_items(kind: str, items: list[dict[str, Any]]) -> tuple[list[dict[str,
 
 def store_items(server: McpServer, kind: str, items: list[dict[str, Any]], now) -> tuple[list, list, list]:
     """McpItem rows of one kind follow the list; returns the keys (added, changed, removed)."""
-    by_digest = {key_digest(item_key(kind, i)): i for i in items}
-    existing = {row.key_digest: row for row in McpItem.objects.filter(server=server, kind=kind)}
-    added, changed, removed, to_create, to_update = [], [], [], [], []
-    for kd, item in by_digest.items():
-        key, digest, row = item_key(kind, item), item_digest(item), existing.get(kd)
-        fields = {
+
+    def make(kd: str, item: dict, digest: str, fields: dict) -> McpItem:
+        return McpItem(
+            server=server, kind=kind, key=item_key(kind, item), key_digest=kd, digest=digest, last_seen=now, **fields
+        )
+
+    return follow_rows(
+        McpItem,
+        {row.key_digest: row for row in McpItem.objects.filter(server=server, kind=kind)},
+        {key_digest(item_key(kind, i)): i for i in items},
+        now=now,
+        make=make,
+        fields_of=lambda item: {
             "name": str(item.get("name") or "")[:200],
             "title": str(item.get("title") or "")[:300],
             "description": str(item.get("description") or ""),
             "definition": item,
-        }
+        },
+        digest_of=item_digest,
+        label_of=lambda row: row.key,
+    )
+
+
+def follow_rows(model, existing: dict, incoming: dict, *, now, make, fields_of, digest_of, label_of, on_change=None):
+    """Rows (McpTool, McpItem) follow what the server lists now: new ones created, changed ones re-fingerprinted
+    (`on_change` marks them further), gone ones soft-removed, returning ones restored. Returns the labels
+    (added, changed, removed)."""
+    added, changed, removed, to_create, to_update = [], [], [], [], []
+    update_fields: set[str] = set()
+    for ident, source in incoming.items():
+        digest, fields, row = digest_of(source), fields_of(source), existing.get(ident)
+        update_fields |= set(fields)
         if row is None:
-            to_create.append(
-                McpItem(server=server, kind=kind, key=key, key_digest=kd, digest=digest, last_seen=now, **fields)
-            )
-            added.append(key)
+            row = make(ident, source, digest, fields)
+            to_create.append(row)
+            added.append(label_of(row))
             continue
         if row.removed_at is not None:
             row.removed_at = None
-            added.append(key)
+            added.append(label_of(row))
         if row.digest != digest:
             row.previous_digest, row.digest, row.changed_at = row.digest, digest, now
-            changed.append(key)
+            if on_change is not None:
+                on_change(row)
+            changed.append(label_of(row))
         for name, value in fields.items():
             setattr(row, name, value)
         row.last_seen = now
         to_update.append(row)
-    for kd, row in existing.items():
-        if kd not in by_digest and row.removed_at is None:
+    for ident, row in existing.items():
+        if ident not in incoming and row.removed_at is None:
             row.removed_at = now
             to_update.append(row)
-            removed.append(row.key)
-    McpItem.objects.bulk_create(to_create)
+            removed.append(label_of(row))
+    model.objects.bulk_create(to_create)
     if to_update:
-        tracking = ["digest", "previous_digest", "changed_at", "removed_at", "last_seen"]
-        McpItem.objects.bulk_update(to_update, ["name", "title", "description", "definition", *tracking])
+        tracking = {"digest", "previous_digest", "changed_at", "removed_at", "last_seen"}
+        if on_change is not None:
+            tracking.add("needs_review")
+        model.objects.bulk_update(to_update, sorted(update_fields | tracking))
     return added, changed, removed

@@ -86,16 +86,21 @@ def content_peer():
         yield running
 
 
-@pytest.fixture
-def gatehouse(settings, live_server, owner, content_peer):
-    """Gatehouse serving one content-rich SDK peer to an agent key (everything allowed without asking)."""
+def serve(settings, live_server, owner, url: str, tools=("echo", "add", "steps", "find", "pick")) -> dict:
+    """Gatehouse serving the server at `url` (as "Docs") to an agent key; these tools run without asking."""
+    from tests.governance.helpers import allow
+
     settings.ALLOWED_HOSTS = ["*"]
-    server = make_server(owner, name="Docs", endpoint_url=content_peer.url)
+    server = make_server(owner, name="Docs", endpoint_url=url)
     assert discovery.discover(server).ok
     server = McpServer.objects.get(pk=server.pk)
-    for tool in ("echo", "add", "steps", "find"):
-        from tests.governance.helpers import allow
-
+    for tool in tools:
         allow(owner, server, tool)
     _, raw = make_api_key(owner, scopes=("read", "call"), name="interop")
     return {"url": f"{live_server.url}/mcp", "key": raw, "server": server, "owner": owner}
+
+
+@pytest.fixture
+def gatehouse(settings, live_server, owner, content_peer):
+    """Gatehouse serving one content-rich SDK peer (answers as events) to an agent key."""
+    return serve(settings, live_server, owner, content_peer.url)

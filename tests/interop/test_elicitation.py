@@ -7,11 +7,7 @@ import time
 
 import pytest
 
-from mcpsettings import discovery
-from mcpsettings.models import McpServer
-from tests.factories import make_api_key, make_server
-from tests.governance.helpers import allow
-from tests.interop.conftest import needs_node, ts_client
+from tests.interop.conftest import needs_node, serve, ts_client
 from tests.peers.sdk import Peer, build_content_server
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("allow_private"), needs_node]
@@ -26,23 +22,20 @@ def asking_peer():
 
 @pytest.fixture
 def agent(settings, live_server, owner, asking_peer):
-    settings.ALLOWED_HOSTS = ["*"]
-    server = make_server(owner, name="Docs", endpoint_url=asking_peer.url)
-    assert discovery.discover(server).ok
-    allow(owner, McpServer.objects.get(pk=server.pk), "pick")
-    _, key = make_api_key(owner, scopes=("read", "call"), name="asker")
-    return {"url": f"{live_server.url}/mcp", "key": key}
+    return serve(settings, live_server, owner, asking_peer.url)
 
 
 def test_the_question_reaches_a_client_that_declared_elicitation(agent):
-    out = ts_client({**agent, "elicitation": True, "steps": [["call", {"name": "docs__pick"}]]})
+    out = ts_client(
+        {"url": agent["url"], "key": agent["key"], "elicitation": True, "steps": [["call", {"name": "docs__pick"}]]}
+    )
     assert out["call"][0]["ok"], out
     assert out["call"][0]["value"]["content"][0]["text"] == "accept:blue"
 
 
 def test_a_client_without_elicitation_gets_an_answer_at_once(agent):
     start = time.monotonic()
-    out = ts_client({**agent, "steps": [["call", {"name": "docs__pick"}]]})
+    out = ts_client({"url": agent["url"], "key": agent["key"], "steps": [["call", {"name": "docs__pick"}]]})
     assert time.monotonic() - start < 15
     item = out["call"][0]
     text = str(item.get("value") or item.get("error"))

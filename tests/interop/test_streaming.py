@@ -12,29 +12,14 @@ import requests
 from django.db import OperationalError
 
 from governance.models import RequestLog
-from mcpsettings import discovery
-from tests.factories import make_api_key, make_server
-from tests.governance.helpers import allow
 from tests.mcpsettings.test_mcp_endpoint import run_async
-from tests.peers.sdk import Peer, build_content_server
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("allow_private")]
 
 
-@pytest.fixture(scope="module")
-def steps_peer():
-    with Peer("sse", server=build_content_server()) as running:
-        yield running
-
-
 @pytest.fixture
-def setup(settings, live_server, owner, steps_peer):
-    settings.ALLOWED_HOSTS = ["*"]
-    server = make_server(owner, name="Docs", endpoint_url=steps_peer.url)
-    assert discovery.discover(server).ok
-    allow(owner, server, "steps")
-    _, raw = make_api_key(owner, scopes=("read", "call"), name="agent")
-    return {"url": f"{live_server.url}/mcp", "key": raw}
+def setup(gatehouse):
+    return gatehouse
 
 
 def _post(setup, body, *, session=None, stream=False, accept="application/json, text/event-stream"):
@@ -96,7 +81,7 @@ def test_without_a_progress_token_the_answer_stays_json(setup):
     assert res.headers["Content-Type"] == "application/json" and res.json()["result"]["content"][0]["text"]
 
 
-def test_cancel_notification_stops_the_upstream_call(setup, steps_peer):
+def test_cancel_notification_stops_the_upstream_call(setup, content_peer):
     sid = _session(setup)
     res = _post(setup, _call(7, 50, 0.2), session=sid, stream=True)
     events = _events(res)
@@ -111,20 +96,20 @@ def test_cancel_notification_stops_the_upstream_call(setup, steps_peer):
     row = _wait_for_row("cancelled")
     assert row.status_code == 499
     deadline = time.monotonic() + 5
-    while 50 not in steps_peer.server.cancelled and time.monotonic() < deadline:
+    while 50 not in content_peer.server.cancelled and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert 50 in steps_peer.server.cancelled  # the upstream's tool was interrupted
+    assert 50 in content_peer.server.cancelled  # the upstream's tool was interrupted
 
 
-def test_closing_the_stream_cancels_the_call(setup, steps_peer):
+def test_closing_the_stream_cancels_the_call(setup, content_peer):
     sid = _session(setup)
     res = _post(setup, _call(9, 40, 0.2), session=sid, stream=True)
     assert next(_events(res))["method"] == "notifications/progress"
     res.close()
     deadline = time.monotonic() + 5
-    while 40 not in steps_peer.server.cancelled and time.monotonic() < deadline:
+    while 40 not in content_peer.server.cancelled and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert 40 in steps_peer.server.cancelled
+    assert 40 in content_peer.server.cancelled
     _wait_for_row("cancelled")
 
 
