@@ -293,3 +293,21 @@ def build_content_server(name: str = "docs") -> PagedServer:
         return [ResourceLink(type="resource_link", uri=f"docs://items/{q}", name=f"item {q}")]
 
     return server
+
+
+class AppPeer(Peer):
+    """Any ASGI MCP app (e.g. a FastMCP server's `http_app()`), served like Peer at `path`."""
+
+    def __init__(self, app, path: str) -> None:
+        self.mode, self.app, self.path = "app", app, path
+        self.port = free_port()
+        self.uvicorn = uvicorn.Server(
+            uvicorn.Config(
+                app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", timeout_graceful_shutdown=2
+            )
+        )
+        self.thread = threading.Thread(target=self.uvicorn.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{self.path}"
