@@ -75,7 +75,7 @@ def governed_call(
 ) -> CallResult:
     """Decide, run and record one call to a server the caller may see (see README: no upstream execution
     without a record)."""
-    credentials, secrets = memoized(("credentials", server.pk), lambda: _credentials(server))
+    credentials, secrets = held_credentials(server)
     facts = CallFacts(
         user=user,
         api_key=api_key,
@@ -133,7 +133,7 @@ def governed_item(
     The caller resolved the server and the item's policy (`view`: governance.item_selectors; None for a URI
     the server did not list, which the server's default for new items decides). `key` is what the log row
     names (URI or prompt name); `params` what the upstream is sent, recorded redacted."""
-    credentials, secrets = memoized(("credentials", server.pk), lambda: _credentials(server))
+    credentials, secrets = held_credentials(server)
     facts = CallFacts(
         user=user,
         api_key=api_key,
@@ -171,6 +171,11 @@ def _item_work(method: str, params: dict[str, Any], exchange: Exchange | None):
     if method == "prompts/get":
         return lambda client: client.get_prompt(params["name"], params.get("arguments"), exchange=exchange)
     return lambda client: client.complete(params["ref"], params["argument"], params.get("context"))
+
+
+def held_credentials(server: McpServer) -> tuple[list[Credential], list[str]]:
+    """The server's credentials and every secret it holds (this worker's memo inside cached_reads)."""
+    return memoized(("credentials", server.pk), lambda: _credentials(server))
 
 
 def _credentials(server: McpServer) -> tuple[list[Credential], list[str]]:

@@ -439,7 +439,8 @@ def _tools_call(ctx: Context, params: dict) -> dict:
         with mcp_stream.cancellable(ctx, ctx.request_id) as exchange:
             return work(exchange)
     token = mcp_stream.progress_token(params)
-    return mcp_stream.Streamed(work, token, mcp_stream.log_level(ctx, params), server.name)
+    held = (*calls.held_credentials(server)[1], ctx.raw_key)
+    return mcp_stream.Streamed(work, token, mcp_stream.log_level(ctx, params), server.name, held)
 
 
 def _call_answer(ctx: Context, name: str, result: calls.CallResult) -> dict:

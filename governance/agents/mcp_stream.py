@@ -27,6 +27,7 @@ from django.core.cache import cache
 from django.db import connections
 from django.http import StreamingHttpResponse
 
+from accounts.redaction import cut_secrets
 from governance.agents.mcp_rpc import Context, RpcError, error
 from mcpsettings.mcp_client.exchange import Exchange
 from mcpsettings.mcp_client.protocol import INTERNAL, LOG_LEVELS, META_LOG_LEVEL, STATELESS_VERSION
@@ -47,6 +48,7 @@ class Streamed:
     progress_token: Any
     log_level: str | None = None
     server_name: str = ""  # who asks, when a question of the server's is passed on
+    secrets: tuple[str, ...] = ()  # what the server's messages are cut of before the client sees them
 
 
 def progress_token(params: dict) -> Any:
@@ -182,7 +184,9 @@ def deliver(ctx: Context, message: dict) -> None:
 QUESTION_PREFIX = "gatehouse-ask-"
 
 
-def _asker(ctx: Context, events: queue.Queue, exchange: Exchange, server_name: str) -> Callable[[dict], dict | None]:
+def _asker(
+    ctx: Context, events: queue.Queue, exchange: Exchange, server_name: str, secrets_held=()
+) -> Callable[[dict], dict | None]:
     """Pass the upstream's elicitation requests on to the client (the modes it declared), and wait for its
     answer; anything else gets Gatehouse's default answer (mcp_client.exchange)."""
     modes, scope = elicitation_modes(ctx), _scope(ctx)
@@ -195,6 +199,7 @@ def _asker(ctx: Context, events: queue.Queue, exchange: Exchange, server_name: s
         asked = _Asked()
         with _LOCK:
             _ASKED[(scope, question_id)] = asked
+        params = cut_secrets(params, list(secrets_held))
         text = f"[{server_name}] {params.get('message', '')}".strip()
         events.put(
             {"jsonrpc": "2.0", "id": question_id, "method": "elicitation/create", "params": {**params, "message": text}}
@@ -224,6 +229,7 @@ def respond(ctx: Context, msg_id: Any, streamed: Streamed, finish: Callable[[dic
     token = streamed.progress_token
 
     def relay(message: dict) -> None:
+        message = cut_secrets(message, list(streamed.secrets))  # a hostile server may echo our token
         params = message.get("params")
         if message.get("method") == "notifications/progress" and isinstance(params, dict):
             message = {**message, "params": {**params, "progressToken": token}}  # the client's own token
@@ -233,7 +239,7 @@ def respond(ctx: Context, msg_id: Any, streamed: Streamed, finish: Callable[[dic
             events.put(message)
 
     exchange = Exchange(progress_token=token, on_notification=relay, log_level=streamed.log_level)
-    exchange.on_request = _asker(ctx, events, exchange, streamed.server_name)
+    exchange.on_request = _asker(ctx, events, exchange, streamed.server_name, streamed.secrets)
     scope, key = _scope(ctx), (_scope(ctx), msg_id)
 
     def run() -> None:

@@ -12,6 +12,9 @@ import requests
 from django.db import OperationalError
 
 from governance.models import RequestLog
+from mcpsettings import discovery
+from tests.factories import make_api_key, make_server
+from tests.governance.helpers import allow
 from tests.mcpsettings.test_mcp_endpoint import run_async
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("allow_private")]
@@ -132,3 +135,28 @@ def test_official_sdk_client_gets_progress(setup):
         seen.clear()
         result = run_async(run(mode))
         assert result.is_error is False and seen == [(1, 2), (2, 2)], (mode, seen)
+
+
+def test_a_servers_notifications_are_cut_of_its_secrets(settings, live_server, owner):
+    from tests.governance.helpers import CANARY
+    from tests.peers.faults import FaultServer
+
+    settings.ALLOWED_HOSTS = ["*"]
+    with FaultServer() as faults:
+        server = make_server(
+            owner, name="Leaky", endpoint_url=faults.url("echo-token"), auth_type="bearer", token=CANARY
+        )
+        assert discovery.discover(server).ok
+        allow(owner, server, "leak")
+        _, key = make_api_key(owner, scopes=("read", "call"), name="agent")
+        setup = {"url": f"{live_server.url}/mcp", "key": key}
+        call = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "leaky__leak", "arguments": {}, "_meta": {"progressToken": "p"}},
+        }
+        res = _post(setup, call, session=_session(setup), stream=True)
+        body = res.text
+    assert "notifications/progress" in body and "notifications/message" in body and '"done"' in body
+    assert CANARY not in body
