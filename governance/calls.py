@@ -22,6 +22,7 @@ from accounts.epoch import memoized
 from accounts.redaction import cut_secrets, redact_text
 from governance import services
 from governance.approval_arguments import arguments_digest
+from governance.item_selectors import remember_links, was_linked
 from governance.models import ApprovalRequest, ApprovalStatus
 from governance.selectors import ALWAYS, NEVER, ToolView, tool_view
 from governance.services import CallFacts
@@ -151,8 +152,10 @@ def governed_item(
     problem = jsonsafe.unstorable(params, name="params")
     if problem:
         return _refuse(facts, "invalid_arguments", f"The request was refused: {problem}.")
-    if view is None and method != "resources/read":  # only a resource may be read without being listed
-        return _refuse(facts, "not_found", "This server has no such prompt or resource template.")
+    if view is None and not (method == "resources/read" and was_linked(user, server, params.get("uri", ""))):
+        # Unlisted: only a resource a tool's result linked to (never any URI: it could name a switched-off
+        # resource another way).
+        return _refuse(facts, "not_found", "This server lists no such resource, prompt or template.")
     enabled = view.enabled if view is not None else server.new_tools_enabled
     if not enabled:
         return _refuse(facts, "item_disabled", "This resource or prompt is disabled.")
@@ -280,6 +283,8 @@ def _run(facts: CallFacts, entry: services.Recorded, credential: Credential | No
         return CallResult(UPSTREAM_ERROR, "upstream_error", message, request_id=entry.pk, warning=warning)
     # What goes back to the agent keeps its shape; only secrets Gatehouse holds for this server are cut.
     result = cut_secrets(result, facts.secrets)
+    if facts.method == "tools/call":
+        remember_links(facts.user, facts.server, result)
     label = "tool_error" if result.get("isError") else "ok"
     warning = _complete(entry, facts, result, label)
     return CallResult(ALLOWED, label, result=result, request_id=entry.pk, warning=warning)

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from django.core.cache import cache
 from django.db.models import Q
 
 from governance.models import ItemPermission
@@ -60,9 +62,35 @@ def item_view(user, server: McpServer, kind: str, key: str) -> ItemView | None:
     return found[0] if found else None
 
 
+LINK_SECONDS = 24 * 3600
+
+
+def _link_key(user, server: McpServer, uri: str) -> str:
+    return f"gh-link:{user.pk}:{server.pk}:{hashlib.sha256(uri.encode('utf-8', 'surrogatepass')).hexdigest()}"
+
+
+def remember_links(user, server: McpServer, result: dict) -> None:
+    """The resources a tool's result links to (resource_link, embedded resource): this user may read them
+    through Gatehouse for a day, though the server never listed them."""
+    uris = []
+    for item in result.get("content") or []:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "resource_link" and isinstance(item.get("uri"), str):
+            uris.append(item["uri"])
+        elif item.get("type") == "resource" and isinstance((item.get("resource") or {}).get("uri"), str):
+            uris.append(item["resource"]["uri"])
+    if uris:
+        cache.set_many({_link_key(user, server, uri): True for uri in uris[:100]}, LINK_SECONDS)
+
+
+def was_linked(user, server: McpServer, uri: str) -> bool:
+    return bool(cache.get(_link_key(user, server, uri)))
+
+
 def resource_view(user, server: McpServer, uri: str) -> ItemView | None:
     """The policy over a URI: its listed resource, else the first listed template it matches, else None
-    (a URI the server did not list, e.g. from a tool's resource_link: the server's own default applies)."""
+    (a URI the server did not list: readable only when a tool's result linked to it, see governed_item)."""
     exact = item_view(user, server, ItemKind.RESOURCE, uri)
     if exact is not None:
         return exact

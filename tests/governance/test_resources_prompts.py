@@ -182,3 +182,20 @@ def test_the_server_page_switches_items(client, owner, docs):
     assert res.status_code == 302
     page = client.get(f"/settings/mcps/{docs.pk}/").content.decode()
     assert "switch on docs://secret-plans" in page and "Off for you" in page
+
+
+def test_unlisted_uris_are_read_only_when_a_tool_linked_to_them(owner, owner_api, docs, docs_peer):
+    from governance.item_selectors import remember_links
+
+    plans = McpItem.objects.get(server=docs, key="docs://secret-plans")
+    services.item_settings_update(actor=owner, item=plans, is_enabled=False)
+    before = list(docs_peer.server.reads)
+    # Another spelling of a switched-off resource is not a way around its switch.
+    for uri in ("docs://secret-plans#again", "docs://secret-plans?x=1"):
+        res = owner_api.post("/api/v1/resources/read", {"server": "Docs", "uri": uri}, format="json")
+        assert res.status_code == 404 and res.json()["code"] == "not_found", res.content
+    assert docs_peer.server.reads == before
+    # A URI a tool's result linked to is read through Gatehouse (here the server itself then says it has none).
+    remember_links(owner, docs, {"content": [{"type": "resource_link", "uri": "docs://unlisted", "name": "u"}]})
+    res = owner_api.post("/api/v1/resources/read", {"server": "Docs", "uri": "docs://unlisted"}, format="json")
+    assert res.status_code == 502 and "Unknown resource" in res.json()["detail"]
