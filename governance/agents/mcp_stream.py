@@ -223,9 +223,9 @@ def _event(message: dict) -> bytes:
     return f"event: message\ndata: {json.dumps(message, ensure_ascii=False)}\n\n".encode()
 
 
-def respond(ctx: Context, msg_id: Any, streamed: Streamed, finish: Callable[[dict], dict]) -> StreamingHttpResponse:
-    """The stream: notifications as they come, then `finish(result)` (the JSON-RPC answer) or the error."""
-    events: queue.Queue = queue.Queue()
+def _relay(events: queue.Queue, streamed: Streamed) -> Callable[[dict], None]:
+    """What of the server's notifications about the call reaches the client: progress (with the client's
+    own token) and, when it asked for them, log messages; cut of the server's secrets."""
     token = streamed.progress_token
 
     def relay(message: dict) -> None:
@@ -238,7 +238,15 @@ def respond(ctx: Context, msg_id: Any, streamed: Streamed, finish: Callable[[dic
         ):
             events.put(message)
 
-    exchange = Exchange(progress_token=token, on_notification=relay, log_level=streamed.log_level)
+    return relay
+
+
+def respond(ctx: Context, msg_id: Any, streamed: Streamed, finish: Callable[[dict], dict]) -> StreamingHttpResponse:
+    """The stream: notifications as they come, then `finish(result)` (the JSON-RPC answer) or the error."""
+    events: queue.Queue = queue.Queue()
+    exchange = Exchange(
+        progress_token=streamed.progress_token, on_notification=_relay(events, streamed), log_level=streamed.log_level
+    )
     exchange.on_request = _asker(ctx, events, exchange, streamed.server_name, streamed.secrets)
     scope, key = _scope(ctx), (_scope(ctx), msg_id)
 
