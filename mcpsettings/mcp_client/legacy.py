@@ -161,7 +161,9 @@ class LegacySseClient(McpClient):
         with self._stream_lock:
             stream = self._stream
             if stream is None or not stream.alive:
-                self.description = None if stream is not None else self.description  # a new stream: a new session
+                if stream is not None:  # the old session ended with its stream: a request must not go out unannounced
+                    self.description = None
+                    raise McpError("session", "The server's event stream ended; starting a new session.")
                 stream = self._stream = _Stream(self)
         if not stream.ready.wait(min(self.timeout, ENDPOINT_WAIT)) or stream.endpoint is None:
             stream.close()
@@ -169,6 +171,9 @@ class LegacySseClient(McpClient):
         return stream
 
     def connect(self):
+        with self._stream_lock:
+            if self._stream is not None and not self._stream.alive:
+                self._stream = None  # connecting is what starts a new session
         self._open()
         return super().connect()
 

@@ -84,3 +84,12 @@ def test_a_message_endpoint_on_another_origin_is_refused(old_peer):
             client.connect()
     assert info.value.kind == "blocked" and "another origin" in str(info.value)
     assert not any(r[0].startswith("/messages") for r in faults.requests)
+
+
+def test_a_dropped_stream_starts_a_new_session_on_the_next_request(old_peer):
+    with LegacySseClient(old_peer.url, timeout=10) as client:
+        assert client.call_tool("echo", {"text": "one"})["content"][0]["text"] == "one"
+        first = client._stream
+        first.close()  # the stream drops (a restart, a proxy timeout)
+        assert client.call_tool("echo", {"text": "two"})["content"][0]["text"] == "two"
+        assert client._stream is not first and client._stream.alive
