@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from urllib.parse import unquote
 
 from django.core.cache import cache
 from django.db.models import Q
@@ -89,29 +89,45 @@ def was_linked(user, server: McpServer, uri: str) -> bool:
 
 
 def resource_view(user, server: McpServer, uri: str) -> ItemView | None:
-    """The policy over a URI: its listed resource, else the first listed template it matches, else None
-    (a URI the server did not list: readable only when a tool's result linked to it, see governed_item)."""
-    exact = item_view(user, server, ItemKind.RESOURCE, uri)
-    if exact is not None:
-        return exact
-    for view in item_views(user, [server], kind=ItemKind.TEMPLATE):
-        if template_regex(view.item.key).fullmatch(uri):
-            return view
-    return None
+    """The policy over a URI. Switched off wins: any listed resource that names it (compared decoded and
+    without query or fragment, so another spelling is no way round a switch) or any listed template that
+    matches it, switched off, refuses it. Else its listed resource, else an enabled template it matches,
+    else None (a URI the server did not list: readable only when a tool's result linked to it)."""
+    views = item_views(user, [server], kind=ItemKind.RESOURCE) + item_views(user, [server], kind=ItemKind.TEMPLATE)
+    plain = _plain(uri)
+    matching = [
+        v
+        for v in views
+        if (v.item.kind == ItemKind.RESOURCE and (v.item.key == uri or _plain(v.item.key) == plain))
+        or (v.item.kind == ItemKind.TEMPLATE and template_matches(v.item.key, uri))
+    ]
+    refused = next((v for v in matching if not v.enabled), None)
+    if refused is not None:
+        return refused
+    exact = next((v for v in matching if v.item.key == uri), None)
+    return exact or (matching[0] if matching else None)
 
 
-# RFC 6570 expressions by operator: what each may expand to (a match, not a parse).
-_EXPANSIONS = {"": r"[^/?#]*", "+": r".*", "#": r"(#.*)?", ".": r"(\.[^/?#]*)*", "/": r"(/[^/?#]*)*"}
-_EXPANSIONS |= {";": r"(;[^/?#]*)*", "?": r"(\?[^#]*)?", "&": r"(&[^#]*)*"}
+def _plain(uri: str) -> str:
+    """A URI decoded, without its query and fragment: what two spellings of one resource share."""
+    return unquote(uri).split("#", 1)[0].split("?", 1)[0]
 
 
-@lru_cache(maxsize=1024)
-def template_regex(template: str) -> re.Pattern:
-    """A regex matching every URI a URI template (RFC 6570) can expand to."""
-    parts, last = [], 0
-    for m in re.finditer(r"\{([+#./;?&]?)[^}]*\}", template):
-        parts.append(re.escape(template[last : m.start()]))
-        parts.append(_EXPANSIONS[m.group(1)])
-        last = m.end()
-    parts.append(re.escape(template[last:]))
-    return re.compile("".join(parts), re.DOTALL)
+def template_matches(template: str, uri: str) -> bool:
+    """Whether a URI template (RFC 6570) could have expanded to the URI, judged by its literal parts only:
+    each expression may stand for anything. A superset of the true expansions (so a switched-off template
+    covers at least all of its URIs), matched in linear time — a regex with a group per expression can be
+    made to backtrack for hours by one crafted URI."""
+    literals = re.split(r"\{[^}]*\}", template)
+    if len(literals) == 1:
+        return template == uri
+    first, *middle, last = literals
+    if not uri.startswith(first) or not uri.endswith(last) or len(uri) < len(first) + len(last):
+        return False
+    at, end = len(first), len(uri) - len(last)
+    for part in middle:  # leftmost first is right when the gaps between them are unconstrained
+        found = uri.find(part, at, end)
+        if found < 0:
+            return False
+        at = found + len(part)
+    return True

@@ -31,7 +31,7 @@ from governance.agents.mcp_rpc import Context, RpcError, error, paged, require_s
 from governance.catalog import catalog_views, mcp_tool
 from governance.selectors import SEPARATOR, qualified_name, resolve_qualified, slugs_for, usable_servers
 from mcpsettings import selectors as mcp_selectors
-from mcpsettings import services
+from mcpsettings import services, upstream
 from mcpsettings.mcp_client.exchange import Exchange
 from mcpsettings.mcp_client.protocol import (
     HANDSHAKE_VERSIONS,
@@ -440,7 +440,8 @@ def _tools_call(ctx: Context, params: dict) -> dict:
             return work(exchange)
     token = mcp_stream.progress_token(params)
     held = (*calls.held_credentials(server)[1], ctx.raw_key)
-    return mcp_stream.Streamed(work, token, mcp_stream.log_level(ctx, params), server.name, held)
+    level = mcp_stream.log_level(ctx, params)
+    return mcp_stream.Streamed(work, token, level, server.name, held, upstream.server_timeout(server))
 
 
 def _call_answer(ctx: Context, name: str, result: calls.CallResult) -> dict:

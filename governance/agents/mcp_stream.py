@@ -35,7 +35,8 @@ from mcpsettings.mcp_client.protocol import INTERNAL, LOG_LEVELS, META_LOG_LEVEL
 log = logging.getLogger(__name__)
 
 KEEPALIVE_SECONDS = 1.0
-CANCEL_TTL = 600
+CANCEL_TTL = 10  # a cancel left for other workers: seen by their poll (every second) while the call runs
+ANSWER_TTL = 600
 _RUNNING: dict[tuple, Exchange] = {}  # (the client's scope, its request id) → the call's exchange
 _LOCK = threading.Lock()
 
@@ -49,6 +50,7 @@ class Streamed:
     log_level: str | None = None
     server_name: str = ""  # who asks, when a question of the server's is passed on
     secrets: tuple[str, ...] = ()  # what the server's messages are cut of before the client sees them
+    timeout: float = 30.0  # the server's timeout: the longest a question of its waits for the person
 
 
 def progress_token(params: dict) -> Any:
@@ -120,8 +122,15 @@ def cancellable(ctx: Context, request_id: Any) -> Iterator[Exchange]:
     try:
         yield exchange
     finally:
-        with _LOCK:
-            _RUNNING.pop(key, None)
+        _done(key, exchange)
+
+
+def _done(key: tuple, exchange: Exchange) -> None:
+    """The call ended: forget it (only if the entry is still its own) and any cancel left for it."""
+    with _LOCK:
+        if _RUNNING.get(key) is exchange:
+            del _RUNNING[key]
+    cache.delete(_cancel_key(*key))
 
 
 _WATCHER: list[threading.Thread] = []
@@ -178,18 +187,18 @@ def deliver(ctx: Context, message: dict) -> None:
         asked.answer = body
         asked.event.set()
     elif isinstance(question_id, str) and question_id.startswith(QUESTION_PREFIX):
-        cache.set(_answer_key(scope, question_id), body, CANCEL_TTL)
+        cache.set(_answer_key(scope, question_id), body, ANSWER_TTL)
 
 
 QUESTION_PREFIX = "gatehouse-ask-"
 
 
 def _asker(
-    ctx: Context, events: queue.Queue, exchange: Exchange, server_name: str, secrets_held=()
+    ctx: Context, events: queue.Queue, exchange: Exchange, server_name: str, secrets_held=(), timeout: float = 30.0
 ) -> Callable[[dict], dict | None]:
     """Pass the upstream's elicitation requests on to the client (the modes it declared), and wait for its
     answer; anything else gets Gatehouse's default answer (mcp_client.exchange)."""
-    modes, scope = elicitation_modes(ctx), _scope(ctx)
+    modes, scope, patience = elicitation_modes(ctx), _scope(ctx), timeout
 
     def ask(message: dict) -> dict | None:
         params = message.get("params") if isinstance(message.get("params"), dict) else {}
@@ -205,8 +214,9 @@ def _asker(
             {"jsonrpc": "2.0", "id": question_id, "method": "elicitation/create", "params": {**params, "message": text}}
         )
         try:
+            deadline = time.monotonic() + patience
             while not asked.event.wait(0.5):
-                if exchange.cancelled:
+                if exchange.cancelled or time.monotonic() > deadline:  # never longer than the call may take
                     return {"result": {"action": "cancel"}}
                 found = cache.get(_answer_key(scope, question_id))
                 if found is not None:
@@ -247,7 +257,7 @@ def respond(ctx: Context, msg_id: Any, streamed: Streamed, finish: Callable[[dic
     exchange = Exchange(
         progress_token=streamed.progress_token, on_notification=_relay(events, streamed), log_level=streamed.log_level
     )
-    exchange.on_request = _asker(ctx, events, exchange, streamed.server_name, streamed.secrets)
+    exchange.on_request = _asker(ctx, events, exchange, streamed.server_name, streamed.secrets, streamed.timeout)
     scope, key = _scope(ctx), (_scope(ctx), msg_id)
 
     def run() -> None:
@@ -285,8 +295,7 @@ def respond(ctx: Context, msg_id: Any, streamed: Streamed, finish: Callable[[dic
             exchange.cancel("The client closed the stream.")
             raise
         finally:
-            with _LOCK:
-                _RUNNING.pop(key, None)
+            _done(key, exchange)
 
     response = StreamingHttpResponse(stream(), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"

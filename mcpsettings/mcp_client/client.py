@@ -370,6 +370,8 @@ class McpClient:
             try:
                 return self._read(response, message, expect_id, deadline, exchange)
             finally:
+                if exchange is not None:
+                    exchange.attach(None)  # before the connection goes back to the pool: a late cancel is a no-op
                 response.close()
         except McpError as exc:
             if exchange is not None and exchange.cancelled:

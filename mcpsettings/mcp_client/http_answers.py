@@ -97,7 +97,8 @@ def _error_message(response: Response, deadline: float) -> str:
         text = body.get("error_description") or error if isinstance(body, dict) else None
     if not isinstance(text, str):
         return ""
-    return " ".join(text.split())[:300]
+    # Not shortened nor re-spaced here: the caller redacts first (a secret cut in half would slip through).
+    return text.replace("\r", " ").replace("\n", " ")[:ERROR_BODY_LIMIT]
 
 
 def _reason(response: Response) -> str:

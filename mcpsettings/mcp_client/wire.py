@@ -46,16 +46,17 @@ def _loads(data: str | bytes, kind: str, sentence: str) -> Any:
         raise McpError(kind, sentence) from None
 
 
-def parse_sse_events(lines: Iterator[str]) -> Iterator[dict[str, str]]:
+def parse_sse_events(lines: Iterator[str], max_event: int | None = None) -> Iterator[dict[str, str]]:
     """Server-sent events from lines (line endings already removed). Yields {"event","data","id"}."""
     data: list[str] = []
+    size = 0
     event = ""
     event_id = ""
     for line in lines:
         if line == "":
             if data:
                 yield {"event": event or "message", "data": "\n".join(data), "id": event_id}
-            data, event = [], ""
+            data, event, size = [], "", 0
             continue
         if line.startswith(":"):
             continue
@@ -64,6 +65,9 @@ def parse_sse_events(lines: Iterator[str]) -> Iterator[dict[str, str]]:
             value = value[1:]
         if field == "data":
             data.append(value)
+            size += len(value) + 1
+            if max_event is not None and size > max_event:
+                raise McpError("too_large", f"The server sent an event larger than the {max_event:,}-byte limit.")
         elif field == "event":
             event = value
         elif field == "id":
@@ -97,7 +101,7 @@ def _lines(chunks: Iterator[bytes], max_line: int | None = None) -> Iterator[str
 
 def events(response: Response, max_event_bytes: int) -> Iterator[dict[str, str]]:
     """The events of a long-lived stream (no overall size or deadline: each line is capped instead)."""
-    return parse_sse_events(_lines((c for c in response.iter_content(CHUNK) if c), max_event_bytes))
+    return parse_sse_events(_lines((c for c in response.iter_content(CHUNK) if c), max_event_bytes), max_event_bytes)
 
 
 def find_response(messages: Any, request_id: Any) -> dict | None:

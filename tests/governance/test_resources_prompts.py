@@ -193,9 +193,42 @@ def test_unlisted_uris_are_read_only_when_a_tool_linked_to_them(owner, owner_api
     # Another spelling of a switched-off resource is not a way around its switch.
     for uri in ("docs://secret-plans#again", "docs://secret-plans?x=1"):
         res = owner_api.post("/api/v1/resources/read", {"server": "Docs", "uri": uri}, format="json")
-        assert res.status_code == 404 and res.json()["code"] == "not_found", res.content
+        assert res.status_code == 403 and res.json()["code"] == "item_disabled", res.content
     assert docs_peer.server.reads == before
     # A URI a tool's result linked to is read through Gatehouse (here the server itself then says it has none).
     remember_links(owner, docs, {"content": [{"type": "resource_link", "uri": "docs://unlisted", "name": "u"}]})
     res = owner_api.post("/api/v1/resources/read", {"server": "Docs", "uri": "docs://unlisted"}, format="json")
     assert res.status_code == 502 and "Unknown resource" in res.json()["detail"]
+
+
+def test_template_matching_is_linear_and_switched_off_wins():
+    import time
+
+    from governance.item_selectors import template_matches
+
+    assert template_matches("docs://items/{item_id}", "docs://items/42")
+    assert not template_matches("docs://items/{item_id}", "docs://other/42")
+    assert template_matches("file:///x{.ext}", "file:///x.tar.gz")
+    start = time.monotonic()
+    assert not template_matches("x:{.a}z", "x:" + "." * 2000 + "!")
+    assert not template_matches("q://h/p{?a}{&b}z", "q://h/p" + "&" * 2000)
+    assert time.monotonic() - start < 0.5  # a regex per expression took minutes on these
+
+
+def test_a_switched_off_resource_is_not_read_through_an_enabled_template(owner, owner_api, docs, docs_peer):
+    readme = McpItem.objects.get(server=docs, key="docs://readme")
+    services.item_settings_update(actor=owner, item=readme, is_enabled=False)
+    McpItem.objects.create(
+        server=docs,
+        kind=ItemKind.TEMPLATE,
+        key="docs://{name}",
+        key_digest="t" * 64,
+        digest="d",
+        last_seen=readme.last_seen,
+        definition={"uriTemplate": "docs://{name}", "name": "any"},
+    )
+    before = list(docs_peer.server.reads)
+    for uri in ("docs://readme", "docs://read%6De", "docs://readme?v=2"):
+        res = owner_api.post("/api/v1/resources/read", {"server": "Docs", "uri": uri}, format="json")
+        assert res.status_code == 403 and res.json()["code"] == "item_disabled", (uri, res.content)
+    assert docs_peer.server.reads == before
