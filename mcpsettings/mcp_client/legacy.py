@@ -5,7 +5,7 @@ messages. Each POST is acknowledged (202) and its answer arrives on the stream, 
 thread per client reads the stream: answers go to the request waiting for them, `notifications/progress`
 to the request whose token it names (Gatehouse sends each request's own id as its token upstream), and the
 server's own requests are answered at once (mcp_client.exchange). A log message cannot be told apart by
-request on this transport: it is passed on only while a single request is in flight.
+request on this transport, so it is not passed on.
 
 The rules of the Streamable HTTP client hold here too: every connection (stream and POSTs) is SSRF-checked
 and pinned by the transport; the POST endpoint must be on the stream's own origin (credentials never go
@@ -119,7 +119,9 @@ class _Stream:
         if message.get("method") == "notifications/progress":
             token = (message.get("params") or {}).get("progressToken")
             return [running[token]] if token in running else []
-        return list(running.values()) if len(self.waiters) == 1 else []
+        # A log message names no request, and this stream may be shared by several users' calls (a pooled
+        # client per credential): passing it to whichever call is in flight could hand one user another's.
+        return []
 
     def expect(self, request_id, exchange: Exchange | None) -> _Waiter:
         waiter = _Waiter(exchange)
