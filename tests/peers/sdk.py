@@ -196,6 +196,10 @@ class Peer:
             app = RequireBearer(app, token)
         if wrap is not None:
             app = wrap(app)
+        self._serve(app)
+
+    def _serve(self, app) -> None:
+        """uvicorn on a free port, run by __enter__ on a thread of its own."""
         self.app = app
         self.port = free_port()
         self.uvicorn = uvicorn.Server(
@@ -299,14 +303,8 @@ class AppPeer(Peer):
     """Any ASGI MCP app (e.g. a FastMCP server's `http_app()`), served like Peer at `path`."""
 
     def __init__(self, app, path: str) -> None:
-        self.mode, self.app, self.path = "app", app, path
-        self.port = free_port()
-        self.uvicorn = uvicorn.Server(
-            uvicorn.Config(
-                app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", timeout_graceful_shutdown=2
-            )
-        )
-        self.thread = threading.Thread(target=self.uvicorn.run, daemon=True)
+        self.mode, self.path = "app", path
+        self._serve(app)
 
     @property
     def url(self) -> str:
