@@ -88,6 +88,7 @@ def governed_call(
         user_agent=user_agent,
         via=via,
     )
+    _share_secrets(facts, exchange)
     refusal, view = _refusal(facts)
     if refusal is not None:
         return refusal
@@ -135,18 +136,20 @@ def governed_item(
     the server did not list, which the server's default for new items decides). `key` is what the log row
     names (URI or prompt name); `params` what the upstream is sent, recorded redacted."""
     credentials, secrets = held_credentials(server)
+    held = secrets + ([raw_key] if raw_key else [])
     facts = CallFacts(
         user=user,
         api_key=api_key,
         server=server,
-        tool=key,
+        tool=redact_text(key, held),  # a URI may carry a secret: the log names it redacted, as its params
         arguments=params,
-        secrets=secrets + ([raw_key] if raw_key else []),
+        secrets=held,
         ip=ip,
         user_agent=user_agent,
         via=via,
         method=method,
     )
+    _share_secrets(facts, exchange)
     if not server.is_active:
         return _refuse(facts, "server_inactive", f"The server “{server.name}” is switched off.")
     problem = jsonsafe.unstorable(params, name="params")
@@ -174,6 +177,14 @@ def _item_work(method: str, params: dict[str, Any], exchange: Exchange | None):
     if method == "prompts/get":
         return lambda client: client.get_prompt(params["name"], params.get("arguments"), exchange=exchange)
     return lambda client: client.complete(params["ref"], params["argument"], params.get("context"))
+
+
+def _share_secrets(facts: CallFacts, exchange: Exchange | None) -> None:
+    """One list of secrets for the call's record, its result and what its exchange relays mid-call, so a
+    token refreshed for the call is cut from all of them (upstream.with_client adds it)."""
+    if exchange is not None:
+        exchange.secrets.extend(s for s in facts.secrets if s not in exchange.secrets)
+        facts.secrets = exchange.secrets
 
 
 def held_credentials(server: McpServer) -> tuple[list[Credential], list[str]]:
@@ -266,7 +277,9 @@ def _refuse(facts: CallFacts, code: str, detail: str, *, approval=None, count_us
 
 def _run(facts: CallFacts, entry: services.Recorded, credential: Credential | None, work) -> CallResult:
     try:
-        result = upstream.with_client(facts.server, facts.user, work, pooled=True, credential=credential)
+        result = upstream.with_client(
+            facts.server, facts.user, work, pooled=True, credential=credential, held=facts.secrets
+        )
     except McpError as exc:
         message = redact_text(str(exc), facts.secrets)
         code = UPSTREAM_CODES.get(exc.kind, "upstream_error")

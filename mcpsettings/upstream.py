@@ -121,6 +121,12 @@ POOL = _ClientPool()
 _LOOK_IT_UP = object()
 
 
+def _hold(held: list[str] | None, cred) -> None:
+    """The credential about to be sent joins the caller's secrets (a refreshed token is new to it)."""
+    if held is not None and cred is not None:
+        held.extend(v for v in (cred.access_token, cred.refresh_token) if v and v not in held)
+
+
 def with_client(
     server: McpServer,
     user,
@@ -128,13 +134,15 @@ def with_client(
     *,
     pooled: bool = False,
     credential=_LOOK_IT_UP,
+    held: list[str] | None = None,
     **client_kwargs,
 ) -> T:
     """Run `work` with a client holding the user's credential for this server.
 
     OAuth tokens are refreshed first when they expire within a minute, and once more on a 401
     (the provider may have revoked the access token early). OAuth failures become McpError.
-    `pooled`: reuse a long-lived client (tool calls); discovery always talks afresh.
+    `pooled`: reuse a long-lived client (tool calls); discovery always talks afresh. `held`: the caller's
+    list of secrets to cut from what the server answers; a token refreshed here is added to it.
     """
 
     def run(cred):
@@ -160,12 +168,14 @@ def with_client(
             raise McpError("auth_required", "This server has no token set; enter it in the server's settings.")
         if server.auth_type == AuthType.OAUTH:
             cred = oauth.fresh(cred)
+            _hold(held, cred)
         try:
             return run(cred)
         except McpError as exc:
             if cred is not None and cred.user_id is not None and server.auth_type == AuthType.OAUTH:
                 if exc.kind == "auth_required" and cred.refresh_token:
                     cred = oauth.refresh(cred, force=True)
+                    _hold(held, cred)
                     return run(cred)
                 if exc.kind == "forbidden" and "insufficient_scope" in (exc.www_authenticate or ""):
                     oauth.mark_insufficient_scope(cred, exc.www_authenticate or "")

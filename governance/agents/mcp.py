@@ -25,7 +25,7 @@ from accounts.authentication import key_from_header, resolve_api_key
 from accounts.ratelimit import client_ip
 from accounts.redaction import redact
 from governance import calls
-from governance.agents import mcp_items, mcp_stream
+from governance.agents import mcp_items, mcp_rounds, mcp_stream
 from governance.agents.common import approve_url, request_facts
 from governance.agents.mcp_rpc import Context, RpcError, error, paged, require_scope
 from governance.catalog import catalog_views, mcp_tool
@@ -280,7 +280,7 @@ def _handle(ctx: Context, message: Any, session, header_version: str):
     def finish(result):
         if ctx.version == STATELESS_VERSION and isinstance(result, dict):
             # 2026-07-28 results say they are complete; cacheable ones say for how long (not at all).
-            result = {**result, "resultType": "complete"}
+            result = {"resultType": "complete", **result}  # an input_required round says so itself
             if method.endswith("/list") or method == "server/discover":
                 result.update(ttlMs=0, cacheScope="private")
         return {"jsonrpc": "2.0", "id": msg_id, "result": result}
@@ -435,6 +435,11 @@ def _tools_call(ctx: Context, params: dict) -> dict:
         answer = _call_answer(ctx, name, result)
         return mcp_items.rewrite_links(answer, name.partition(SEPARATOR)[0]) if result.kind == calls.ALLOWED else answer
 
+    if mcp_rounds.applies(ctx):  # 2026-07-28 and can be asked: questions come back as input_required
+        if mcp_rounds.resuming(params):
+            return mcp_rounds.resume(ctx, name, params, lambda: upstream.server_timeout(server))
+        held = (*calls.held_credentials(server)[1], ctx.raw_key)
+        return mcp_rounds.start(ctx, name, work, server.name, held, upstream.server_timeout(server))
     if not mcp_stream.wants_stream(ctx, params):  # answered as JSON; a cancel still stops it
         with mcp_stream.cancellable(ctx, ctx.request_id) as exchange:
             return work(exchange)

@@ -106,7 +106,7 @@ def _read(ctx: Context, params: dict, servers: list[McpServer]) -> dict:
 def _get_prompt(ctx: Context, params: dict, servers: list[McpServer]) -> dict:
     found = _split_name(ctx, servers, params.get("name"))
     view = item_view(ctx.user, found[0], ItemKind.PROMPT, found[1]) if found else None
-    if view is None or not view.enabled:
+    if view is None:  # switched off: refused by _governed, with a log row (as a tool would be)
         raise RpcError(INVALID_PARAMS, f"Unknown prompt: {str(params.get('name'))[:200]}")
     arguments = params.get("arguments") or {}
     if not isinstance(arguments, dict) or not all(isinstance(v, str) for v in arguments.values()):
@@ -129,7 +129,7 @@ def _complete(ctx: Context, params: dict, servers: list[McpServer]) -> dict:
         found = split[:2] if split else None
         view = item_view(ctx.user, found[0], ItemKind.TEMPLATE, found[1]) if found else None
         upstream_ref = {"type": "ref/resource", "uri": found[1]} if found else None
-    if view is None or not view.enabled:
+    if view is None:  # switched off: refused by _governed, with a log row
         raise RpcError(INVALID_PARAMS, "Unknown prompt or resource template to complete.")
     upstream = {"ref": upstream_ref, "argument": {"name": argument["name"], "value": str(argument.get("value", ""))}}
     if isinstance(params.get("context"), dict):

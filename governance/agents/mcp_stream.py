@@ -194,7 +194,7 @@ QUESTION_PREFIX = "gatehouse-ask-"
 
 
 def _asker(
-    ctx: Context, events: queue.Queue, exchange: Exchange, server_name: str, secrets_held=(), timeout: float = 30.0
+    ctx: Context, events: queue.Queue, exchange: Exchange, server_name: str, timeout: float = 30.0
 ) -> Callable[[dict], dict | None]:
     """Pass the upstream's elicitation requests on to the client (the modes it declared), and wait for its
     answer; anything else gets Gatehouse's default answer (mcp_client.exchange)."""
@@ -208,7 +208,7 @@ def _asker(
         asked = _Asked()
         with _LOCK:
             _ASKED[(scope, question_id)] = asked
-        params = cut_secrets(params, list(secrets_held))
+        params = cut_secrets(params, list(exchange.secrets))
         text = f"[{server_name}] {params.get('message', '')}".strip()
         events.put(
             {"jsonrpc": "2.0", "id": question_id, "method": "elicitation/create", "params": {**params, "message": text}}
@@ -233,13 +233,13 @@ def _event(message: dict) -> bytes:
     return f"event: message\ndata: {json.dumps(message, ensure_ascii=False)}\n\n".encode()
 
 
-def _relay(events: queue.Queue, streamed: Streamed) -> Callable[[dict], None]:
+def _relay(events: queue.Queue, streamed: Streamed, exchange: Exchange) -> Callable[[dict], None]:
     """What of the server's notifications about the call reaches the client: progress (with the client's
     own token) and, when it asked for them, log messages; cut of the server's secrets."""
     token = streamed.progress_token
 
     def relay(message: dict) -> None:
-        message = cut_secrets(message, list(streamed.secrets))  # a hostile server may echo our token
+        message = cut_secrets(message, list(exchange.secrets))  # a hostile server may echo our token
         params = message.get("params")
         if message.get("method") == "notifications/progress" and isinstance(params, dict):
             message = {**message, "params": {**params, "progressToken": token}}  # the client's own token
@@ -254,10 +254,10 @@ def _relay(events: queue.Queue, streamed: Streamed) -> Callable[[dict], None]:
 def respond(ctx: Context, msg_id: Any, streamed: Streamed, finish: Callable[[dict], dict]) -> StreamingHttpResponse:
     """The stream: notifications as they come, then `finish(result)` (the JSON-RPC answer) or the error."""
     events: queue.Queue = queue.Queue()
-    exchange = Exchange(
-        progress_token=streamed.progress_token, on_notification=_relay(events, streamed), log_level=streamed.log_level
-    )
-    exchange.on_request = _asker(ctx, events, exchange, streamed.server_name, streamed.secrets, streamed.timeout)
+    exchange = Exchange(progress_token=streamed.progress_token, log_level=streamed.log_level)
+    exchange.secrets.extend(streamed.secrets)
+    exchange.on_notification = _relay(events, streamed, exchange)
+    exchange.on_request = _asker(ctx, events, exchange, streamed.server_name, streamed.timeout)
     scope, key = _scope(ctx), (_scope(ctx), msg_id)
 
     def run() -> None:

@@ -20,7 +20,7 @@ from django.conf import settings
 from mcpsettings import ssrf
 from mcpsettings.mcp_client import wire
 from mcpsettings.mcp_client.errors import McpError, ToolLimitExceeded
-from mcpsettings.mcp_client.exchange import Exchange
+from mcpsettings.mcp_client.exchange import MAX_ROUNDS, Exchange, next_round
 from mcpsettings.mcp_client.http_answers import http_refusal, redirect_headers
 from mcpsettings.mcp_client.protocol import (
     HANDSHAKE_VERSIONS,
@@ -217,7 +217,17 @@ class McpClient:
     # --- protocol -------------------------------------------------------------------------
 
     def request(self, method: str, params: dict[str, Any], *, exchange: Exchange | None = None) -> dict[str, Any]:
-        """Send a request and return its `result`; JSON-RPC errors raise McpError(kind="protocol")."""
+        """Send a request and return its `result`; JSON-RPC errors raise McpError(kind="protocol"). A
+        2026-07-28 `input_required` answer is answered (exchange.next_round) and the request sent again."""
+        result = self._request_restarting(method, params, exchange)
+        for _ in range(MAX_ROUNDS):
+            if result.get("resultType", "complete") == "complete":
+                return result
+            params = next_round(method, params, result, exchange)
+            result = self._request_restarting(method, params, exchange)
+        raise McpError("input_required", f"The server asked for input {MAX_ROUNDS} times without finishing {method}.")
+
+    def _request_restarting(self, method: str, params: dict[str, Any], exchange: Exchange | None) -> dict[str, Any]:
         if self.description is None and method not in ("initialize", "server/discover"):
             self.connect()
         session = self.session_id
@@ -270,17 +280,6 @@ class McpClient:
         result = answer.get("result")
         if not isinstance(result, dict):
             raise McpError("protocol", f"The server's answer to {method} has no result object.")
-        if result.get("resultType", "complete") != "complete":
-            # 2026-07-28's multi-round-trip requests: the server needs answers (elicitation, sampling,
-            # roots) before it can finish. Never an empty success; Gatehouse cannot supply them yet.
-            wanted = ", ".join(sorted(_dict(result.get("inputRequests")).keys()))[:200]
-            raise McpError(
-                "input_required",
-                f"The server needs more input to finish {method}"
-                + (f" ({wanted})" if wanted else "")
-                + ", which Gatehouse cannot supply on the agent's behalf.",
-                data={"resultType": str(result.get("resultType"))[:40]},
-            )
         return result
 
     def notify(self, method: str, params: dict[str, Any] | None = None) -> None:

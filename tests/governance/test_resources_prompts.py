@@ -91,7 +91,11 @@ def test_switched_off_items_are_hidden_and_never_reach_the_server(owner, owner_a
         assert body["error"]["code"] == -32602, body
     assert docs_peer.server.reads == before  # nothing reached the server
     assert mcp_rpc(owner_api, "prompts/get", {"name": "docs__internal"}).json()["error"]["code"] == -32602
+    complete = {"ref": {"type": "ref/prompt", "name": "docs__internal"}, "argument": {"name": "x", "value": ""}}
+    assert mcp_rpc(owner_api, "completion/complete", complete).json()["error"]["code"] == -32602
     assert RequestLog.objects.filter(method="resources/read", status="item_disabled").count() == 2
+    refused = set(RequestLog.objects.filter(status="item_disabled").values_list("method", "tool_name"))
+    assert {("prompts/get", "internal"), ("completion/complete", "internal")} <= refused  # logged as REST does
 
 
 def test_org_layer_switches_off_for_every_member(org, owner, teammate, docs_peer):
@@ -232,3 +236,14 @@ def test_a_switched_off_resource_is_not_read_through_an_enabled_template(owner, 
         res = owner_api.post("/api/v1/resources/read", {"server": "Docs", "uri": uri}, format="json")
         assert res.status_code == 403 and res.json()["code"] == "item_disabled", (uri, res.content)
     assert docs_peer.server.reads == before
+
+
+def test_a_secret_in_a_uri_is_not_named_in_the_log(owner, docs_peer):
+    from tests.governance.helpers import CANARY
+
+    server = make_server(owner, name="Docs", endpoint_url=docs_peer.url, auth_type="bearer", token=CANARY)
+    assert discovery.discover(server).ok
+    read = mcp_rpc(key_client(owner), "resources/read", {"uri": f"gatehouse://docs/docs://items/{CANARY}"})
+    assert CANARY not in read.content.decode()  # the server echoes the id; Gatehouse cuts its own token
+    row = RequestLog.objects.get(method="resources/read")
+    assert row.status == "ok" and CANARY not in row.tool_name and row.tool_name.startswith("docs://items/")

@@ -17,10 +17,10 @@ import itertools
 import socket
 import threading
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import uvicorn
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context, Elicit, MCPServer, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.streamable_http import EventMessage, EventStore
 from mcp_types import ListToolsResult, ToolAnnotations
@@ -56,6 +56,11 @@ class Sum(BaseModel):
 
 class Colour(BaseModel):
     color: str
+
+
+def ask_colour() -> Elicit[Colour]:
+    """The `choose` tool's question (module level: the tool's annotation names it)."""
+    return Elicit("Choose a colour", Colour)
 
 
 def build_server(*, name: str = "peer", fillers: int = 0, page_size: int = 0, instructions: str = "") -> PagedServer:
@@ -290,6 +295,11 @@ def build_content_server(name: str = "docs") -> PagedServer:
         """Ask the user for a colour (elicitation, form mode)."""
         answer = await ctx.elicit("Pick a colour", Colour)
         return f"{answer.action}:{getattr(getattr(answer, 'data', None), 'color', None)}"
+
+    @server.tool()
+    def choose(colour: Annotated[Colour, Resolve(ask_colour)]) -> str:
+        """Ask for a colour the 2026-07-28 way (an input_required round; earlier versions: mid-call)."""
+        return f"chose:{colour.color}"
 
     @server.tool()
     def find(q: str) -> list:
