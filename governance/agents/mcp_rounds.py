@@ -52,8 +52,16 @@ def _key(call_id: str) -> str:
     return f"mcp-rounds:{call_id}"
 
 
+_WAKE: dict[str, threading.Event] = {}  # a call's id → the event its waiter in this process sleeps on
+_LOCK = threading.Lock()
+
+
 def _post(call_id: str, seq: int, body: dict) -> None:
     cache.set(_key(call_id), {"seq": seq, **body}, ROUND_TTL)
+    with _LOCK:
+        wake = _WAKE.get(call_id)
+    if wake is not None:  # a waiter here hears at once; one in another worker at its next poll
+        wake.set()
 
 
 def start(ctx: Context, name: str, work: Callable[[Exchange], dict], server_name: str, held, timeout: float) -> dict:
@@ -108,13 +116,22 @@ def _answer_key(call_id: str, question_id: str) -> str:
 def _next(ctx: Context, name: str, call_id: str, after: int, timeout: float) -> dict:
     """Wait for the call's next step after `after`: a question (input_required), its result or its error."""
     deadline = time.monotonic() + 2 * timeout + 5  # the upstream's answer, then a person's, at most
-    while time.monotonic() < deadline:
-        step = cache.get(_key(call_id))
-        if isinstance(step, dict) and step.get("seq", 0) > after:
-            break
-        time.sleep(POLL_SECONDS)
-    else:
-        raise RpcError(INTERNAL, "The call did not go on in time; it may still be running upstream.")
+    wake = threading.Event()
+    with _LOCK:
+        _WAKE[call_id] = wake
+    try:
+        while time.monotonic() < deadline:
+            step = cache.get(_key(call_id))
+            if isinstance(step, dict) and step.get("seq", 0) > after:
+                break
+            wake.wait(POLL_SECONDS)
+            wake.clear()
+        else:
+            raise RpcError(INTERNAL, "The call did not go on in time; it may still be running upstream.")
+    finally:
+        with _LOCK:
+            if _WAKE.get(call_id) is wake:
+                del _WAKE[call_id]
     if "error" in step:
         code, message, data = step["error"]
         raise RpcError(code, message, data)
