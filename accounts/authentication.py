@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework import authentication, exceptions
 
-from accounts import epoch, ratelimit
-from accounts.models import ApiKey, api_key_digest
+from accounts import epoch, oauth_tokens, ratelimit
+from accounts.models import API_KEY_PREFIX, ApiKey, api_key_digest
 from accounts.services import api_key_touch
 
 
@@ -44,6 +44,14 @@ def known_live_key(raw: str) -> ApiKey | None:
     return key if key is not None and key_refusal(key) is None else None
 
 
+def _lookup(raw: str, digest: str) -> ApiKey | None:
+    """A key by its digest; else, for what is not shaped like a key, an OAuth access token's connection."""
+    key = ApiKey.objects.select_related("user").filter(digest=digest).first()
+    if key is None and not raw.startswith(API_KEY_PREFIX):
+        key = oauth_tokens.connection_for_token(raw)
+    return key
+
+
 def resolve_api_key(raw: str, ip: str | None) -> ApiKey:
     """The live key for `raw`, or AuthenticationFailed with a clear reason (failures rate-limited per IP).
 
@@ -58,7 +66,7 @@ def resolve_api_key(raw: str, ip: str | None) -> ApiKey:
         digest = api_key_digest(raw)
         key = epoch.memoized(
             ("api_key", digest),
-            lambda: ApiKey.objects.select_related("user").filter(digest=digest).first(),
+            lambda: _lookup(raw, digest),
             until=lambda k: epoch.earliest(k.expires_at, k.user.guest_expires_at),
             keep_missing=False,
         )
@@ -80,6 +88,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
                 raise exceptions.AuthenticationFailed("Use `Authorization: Bearer <api key>`.")
             return None
         key = resolve_api_key(raw, ratelimit.client_ip(request))
+        if key.audience:  # an OAuth client's token is for its MCP endpoint only
+            raise exceptions.AuthenticationFailed(f"This OAuth access token is valid only at {key.audience}.")
         return key.user, key
 
     def authenticate_header(self, request) -> str:

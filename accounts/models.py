@@ -289,6 +289,14 @@ class ApiKeyQuerySet(models.QuerySet):
         now = timezone.now()
         return self.filter(revoked_at__isnull=True).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
 
+    def keys(self) -> ApiKeyQuerySet:
+        """Keys people made (not the records of OAuth clients they connected)."""
+        return self.filter(oauth_application__isnull=True)
+
+    def connections(self) -> ApiKeyQuerySet:
+        """MCP clients a person connected with OAuth (accounts.oauth_tokens)."""
+        return self.filter(oauth_application__isnull=False)
+
 
 class ApiKey(models.Model):
     """An agent's credential. Only the HMAC digest is stored; the raw key is shown once."""
@@ -303,6 +311,16 @@ class ApiKey(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # An MCP client the user connected with OAuth: its access tokens act as this key (accounts.oauth_tokens),
+    # only at `audience` (the endpoint path its tokens were issued for: "/mcp" or "/mcp/<gateway>").
+    oauth_application = models.ForeignKey(
+        settings.OAUTH2_PROVIDER_APPLICATION_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="connections",
+    )
+    audience = models.CharField(max_length=200, blank=True, default="")
 
     objects = ApiKeyQuerySet.as_manager()
 

@@ -14,6 +14,12 @@ urlpatterns = [
     path("accounts/password/", views.password_change, name="password_change"),
     path("settings/api-keys/", views.api_keys, name="api_keys"),
     path("settings/api-keys/<uuid:key_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),
+    path("settings/connected-apps/", views.connected_apps, name="connected_apps"),
+    path(
+        "settings/connected-apps/<uuid:key_id>/disconnect/",
+        views.connected_app_disconnect,
+        name="connected_app_disconnect",
+    ),
     path("orgs/", views.org_list, name="org_list"),
     path("orgs/new/", views.org_new, name="org_new"),
     path("orgs/<slug:slug>/", views.org_detail, name="org_detail"),

@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.log import log_response
 from django.views.decorators.http import require_POST, require_safe
 
-from accounts import hooks, services
+from accounts import hooks, oauth_tokens, services
 from accounts.forms import (
     ApiKeyForm,
     ClaimForm,
@@ -141,7 +141,7 @@ def api_keys(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"API key “{key.name}” created. Copy it now: it will not be shown again.")
             form = ApiKeyForm()
-    keys = ApiKey.objects.visible_to(request.user)
+    keys = ApiKey.objects.keys().visible_to(request.user)
     status = 400 if form.errors else 200
     # The raw key is rendered once in this response and never stored.
     response = render(
@@ -155,10 +155,26 @@ def api_keys(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def api_key_revoke(request: HttpRequest, key_id) -> HttpResponse:
-    key = get_object_or_404(ApiKey.objects.visible_to(request.user), pk=key_id)
+    key = get_object_or_404(ApiKey.objects.keys().visible_to(request.user), pk=key_id)
     services.api_key_revoke(actor=request.user, api_key=key, ip=client_ip(request))
     messages.success(request, f"API key “{key.name}” revoked.")
     return redirect("accounts:api_keys")
+
+
+@login_required
+def connected_apps(request: HttpRequest) -> HttpResponse:
+    """MCP clients the person connected with OAuth (accounts.oauth_tokens), with what each may reach."""
+    connections = ApiKey.objects.connections().visible_to(request.user).select_related("oauth_application")
+    return render(request, "accounts/connected_apps.html", {"connections": connections})
+
+
+@login_required
+@require_POST
+def connected_app_disconnect(request: HttpRequest, key_id) -> HttpResponse:
+    connection = get_object_or_404(ApiKey.objects.connections().visible_to(request.user), pk=key_id)
+    oauth_tokens.disconnect(actor=request.user, connection=connection, ip=client_ip(request))
+    messages.success(request, f"“{connection.name}” is disconnected; its tokens no longer work.")
+    return redirect("accounts:connected_apps")
 
 
 @login_required

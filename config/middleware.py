@@ -20,7 +20,9 @@ class SecurityHeadersMiddleware:
 
     def __call__(self, request):
         response = self.get_response(request)
-        response.setdefault("Content-Security-Policy", CSP)
+        extra = getattr(response, "csp_form_action", "")  # a page that posts to one more origin (OAuth consent)
+        csp = CSP.replace("form-action 'self'", f"form-action 'self' {extra}") if extra else CSP
+        response.setdefault("Content-Security-Policy", csp)
         response.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
         if request.path.startswith(DOCS_PREFIX):
             # `docs/?script=` is JavaScript carrying the CSRF token: other sites must not run it via <script src>.

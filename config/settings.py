@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "oauth2_provider",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "accounts",
@@ -208,6 +209,41 @@ POLICY_CACHE_SECONDS = env("POLICY_CACHE_SECONDS")
 # How long an approval request waits for a person before it expires.
 APPROVAL_REQUEST_TTL_SECONDS = env.int("APPROVAL_REQUEST_TTL_SECONDS", default=3600)
 
+# Gatehouse as the OAuth 2.1 authorization server of its own MCP endpoints (django-oauth-toolkit; README:
+# "Connecting MCP clients with OAuth"): authorization code + PKCE S256 only, public clients registered
+# dynamically (RFC 7591, rate-limited) or by a client ID metadata document (fetched SSRF-pinned), tokens
+# bound to one endpoint (RFC 8707), short-lived access tokens, rotating refresh tokens, hashed at rest.
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
+OAUTH2_PROVIDER = {
+    "SCOPES": {"read": "See the tools you allow", "call": "Call those tools (your rules and approvals apply)"},
+    "DEFAULT_SCOPES": ["read", "call"],
+    "PKCE_REQUIRED": True,
+    "ACCESS_TOKEN_EXPIRE_SECONDS": env.int("OAUTH_ACCESS_TOKEN_SECONDS", default=3600),
+    "REFRESH_TOKEN_EXPIRE_SECONDS": env.int("OAUTH_REFRESH_TOKEN_SECONDS", default=30 * 86400),
+    "AUTHORIZATION_CODE_EXPIRE_SECONDS": 60,
+    "ROTATE_REFRESH_TOKEN": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "REQUEST_APPROVAL_PROMPT": "force",  # every authorization shows the consent page
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https"],
+    "ALLOW_LOCALHOST_LOOPBACK": True,  # native clients' http://127.0.0.1:<any port>/ callbacks (RFC 8252)
+    "OAUTH2_RESPONSE_TYPES_SUPPORTED": ["code"],
+    "OAUTH2_GRANT_TYPES_SUPPORTED": ["authorization_code", "refresh_token"],
+    "OAUTH2_TOKEN_ENDPOINT_AUTH_METHODS_SUPPORTED": ["none", "client_secret_post", "client_secret_basic"],
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "DCR_ENABLED": True,
+    "DCR_REGISTRATION_PERMISSION_CLASSES": ("accounts.oauth_tokens.RateLimitedRegistration",),
+    "CIMD_ENABLED": True,
+    "CIMD_METADATA_FETCHER": "mcpsettings.cimd.PinnedMetadataFetcher",
+    "OAUTH2_PROTECTED_RESOURCE_NAME": "Gatehouse MCP gateway",
+}
+# Dynamic client registrations per IP per hour (anonymous, as MCP clients register before anyone signs in).
+OAUTH_REGISTRATION_RATE_LIMIT = (env.int("OAUTH_REGISTRATION_RATE_LIMIT", default=20), 3600)
+
 # Security headers and cookies; HSTS and secure cookies only where TLS is real.
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
@@ -230,7 +266,9 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 # HSTS preload is a commitment for the whole domain; operators opt in with SECURE_HSTS_PRELOAD=true.
-SILENCED_SYSTEM_CHECKS = ["security.W021"]
+# oauth2_provider.W008 (http redirect URIs): native MCP clients receive the code on http://127.0.0.1:<port>
+# (RFC 8252); governance.agents.oauth_server refuses http for any other host.
+SILENCED_SYSTEM_CHECKS = ["security.W021", "oauth2_provider.W008"]
 
 LOGGING = {
     "version": 1,

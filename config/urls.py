@@ -3,9 +3,12 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from oauth2_provider import urls as oauth_urls
+from oauth2_provider import views as oauth_views
 
 from governance import views as governance_views
 from governance.agents import mcp as mcp_endpoint
+from governance.agents import oauth_server
 from mcpsettings import views as mcp_views
 
 
@@ -18,6 +21,18 @@ def healthz(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"status": "error", "database": "unavailable"}, status=503)
     return JsonResponse({"status": "ok", "database": "ok"})
 
+
+# The OAuth authorization server for MCP clients (governance.agents.oauth_server): code + PKCE only, so
+# of django-oauth-toolkit's routes only authorize, token, revocation and dynamic registration are served.
+oauth_server_urls = (
+    [
+        path("authorize/", oauth_server.McpAuthorizationView.as_view(), name="authorize"),
+        path("token/", oauth_views.TokenView.as_view(), name="token"),
+        path("revoke_token/", oauth_views.RevokeTokenView.as_view(), name="revoke-token"),
+        *oauth_urls.dcr_urlpatterns,
+    ],
+    "oauth2_provider",
+)
 
 api_v1 = [
     path("", include("accounts.api.urls")),
@@ -39,6 +54,22 @@ urlpatterns = [
     path("mcp/<slug:slug>", mcp_endpoint.mcp_endpoint, name="mcp_gateway"),
     path("oauth/callback", mcp_views.oauth_callback, name="oauth_callback"),
     path("oauth/client-metadata.json", mcp_views.oauth_client_metadata, name="oauth_client_metadata"),
+    path("o/", include(oauth_server_urls)),
+    path(
+        ".well-known/oauth-authorization-server",
+        oauth_views.OAuthServerMetadataView.as_view(),
+        name="oauth_server_metadata",
+    ),
+    path(
+        ".well-known/oauth-protected-resource/mcp",
+        oauth_server.McpResourceMetadataView.as_view(),
+        name="oauth_resource_metadata",
+    ),
+    path(
+        ".well-known/oauth-protected-resource/mcp/<slug:slug>",
+        oauth_server.McpResourceMetadataView.as_view(),
+        name="oauth_resource_metadata_gateway",
+    ),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("", include("accounts.urls")),

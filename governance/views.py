@@ -284,7 +284,7 @@ def audit(request: HttpRequest) -> HttpResponse:
 def dashboard(request: HttpRequest) -> HttpResponse:
     """The dashboard: servers and their state, what waits for approval, today's calls."""
     memberships = Membership.objects.filter(user=request.user).select_related("organization")
-    keys = ApiKey.objects.visible_to(request.user).live().count()
+    keys = ApiKey.objects.keys().visible_to(request.user).live().count()
     pending = list(
         ApprovalRequest.objects.visible_to(request.user)
         .filter(status=ApprovalStatus.PENDING, expires_at__gt=timezone.now())

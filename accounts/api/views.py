@@ -20,7 +20,7 @@ from accounts.ratelimit import client_ip
 class ApiKeyListView(APIView):
     @extend_schema(responses=ApiKeyListSerializer, summary="List your API keys", operation_id="api_keys_list")
     def get(self, request):
-        keys = ApiKey.objects.visible_to(request.user)
+        keys = ApiKey.objects.keys().visible_to(request.user)
         data = ApiKeySerializer(keys, many=True).data
         return Response({"api_keys": data, "count": len(data)})
 
@@ -48,11 +48,11 @@ class ApiKeyListView(APIView):
 class ApiKeyDetailView(APIView):
     @extend_schema(responses=ApiKeySerializer, summary="One API key", operation_id="api_keys_retrieve")
     def get(self, request, key_id):
-        key = get_object_or_404(ApiKey.objects.visible_to(request.user), pk=key_id)
+        key = get_object_or_404(ApiKey.objects.keys().visible_to(request.user), pk=key_id)
         return Response(ApiKeySerializer(key).data)
 
     @extend_schema(responses={204: None}, summary="Revoke an API key")
     def delete(self, request, key_id):
-        key = get_object_or_404(ApiKey.objects.visible_to(request.user), pk=key_id)
+        key = get_object_or_404(ApiKey.objects.keys().visible_to(request.user), pk=key_id)
         services.api_key_revoke(actor=request.user, api_key=key, ip=client_ip(request))
         return Response(status=status.HTTP_204_NO_CONTENT)

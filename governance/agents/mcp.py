@@ -25,7 +25,7 @@ from accounts.authentication import key_from_header, resolve_api_key
 from accounts.ratelimit import client_ip
 from accounts.redaction import redact
 from governance import calls
-from governance.agents import mcp_items, mcp_rounds, mcp_stream
+from governance.agents import mcp_items, mcp_rounds, mcp_stream, oauth_server
 from governance.agents.common import approve_url, request_facts
 from governance.agents.mcp_rpc import Context, RpcError, error, paged, require_scope
 from governance.catalog import catalog_views, mcp_tool
@@ -70,12 +70,12 @@ def _json(payload, status: int = 200, headers: dict | None = None) -> JsonRespon
     return response
 
 
-def _unauthorized(detail: str) -> JsonResponse:
-    return _json(
-        {"error": "invalid_token", "error_description": detail},
-        401,
-        {"WWW-Authenticate": f'Bearer realm="gatehouse", error="invalid_token", error_description="{detail}"'},
-    )
+def _unauthorized(request: HttpRequest, detail: str) -> JsonResponse:
+    """401 pointing OAuth clients at this endpoint's protected-resource metadata (RFC 9728), whence they find
+    Gatehouse's authorization server; an API key works as before."""
+    metadata = oauth_server.metadata_url(request, request.path.rstrip("/"))
+    challenge = f'Bearer resource_metadata="{metadata}", error="invalid_token", error_description="{detail}"'
+    return _json({"error": "invalid_token", "error_description": detail}, 401, {"WWW-Authenticate": challenge})
 
 
 def _origin_allowed(request: HttpRequest) -> bool:
@@ -155,13 +155,16 @@ def _authenticate(request: HttpRequest):
     """(key, raw key, None) or (None, None, the 401/429 answer)."""
     raw_key = key_from_header(request)
     if raw_key is None:
-        return None, None, _unauthorized("Send Authorization: Bearer <Gatehouse API key>.")
+        return None, None, _unauthorized(request, "Send Authorization: Bearer <Gatehouse API key or OAuth token>.")
     try:
-        return resolve_api_key(raw_key, client_ip(request)), raw_key, None
+        key = resolve_api_key(raw_key, client_ip(request))
     except Throttled as exc:
         return None, None, _json({"error": "rate_limited", "error_description": str(exc.detail)}, 429)
     except AuthenticationFailed as exc:
-        return None, None, _unauthorized(str(exc.detail))
+        return None, None, _unauthorized(request, str(exc.detail))
+    if key.audience and key.audience != request.path.rstrip("/"):  # RFC 8707: a token works where it was meant to
+        return None, None, _unauthorized(request, "This access token was issued for another MCP endpoint.")
+    return key, raw_key, None
 
 
 def _gateway(user, slug: str) -> Gateway | None:

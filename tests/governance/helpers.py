@@ -18,7 +18,7 @@ def allow(user, server, tool, kind="always", **kw):
     ToolApproval.objects.create(user=user, server=server, tool_name=tool, approval_type=kind, **kw)
 
 
-def mcp_rpc(client, method: str, params=None, *, name: str | None = None, **headers):
+def mcp_rpc(client, method: str, params=None, *, name: str | None = None, path: str = "/mcp", **headers):
     """One request to Gatehouse's own /mcp, stateless form (2026-07-28)."""
     meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
     params = {**(params or {}), "_meta": meta}
@@ -28,9 +28,7 @@ def mcp_rpc(client, method: str, params=None, *, name: str | None = None, **head
         name = str(params.get(named))
     if name is not None:
         headers["HTTP_MCP_NAME"] = name
-    return client.post(
-        "/mcp", {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}, format="json", **headers
-    )
+    return client.post(path, {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}, format="json", **headers)
 
 
 def mcp_call(client, name: str, arguments=None):

@@ -106,6 +106,34 @@ def world(db):
     }
 
 
+def _oauth_connection(user):
+    """An MCP client the user connected with OAuth (accounts.oauth_tokens), as the consent flow leaves it."""
+    from oauth2_provider.models import get_application_model
+
+    from accounts.models import ApiKey, api_key_digest
+
+    app, _ = get_application_model().objects.get_or_create(
+        name="Matrix client",
+        defaults={
+            "client_type": "public",
+            "authorization_grant_type": "authorization-code",
+            "redirect_uris": "http://127.0.0.1:5555/callback",
+        },
+    )
+    connection, _ = ApiKey.objects.get_or_create(
+        user=user,
+        oauth_application=app,
+        audience="/mcp",
+        defaults={
+            "name": app.name,
+            "prefix": "oauth",
+            "digest": api_key_digest(f"matrix-{user.pk}"),
+            "scopes": ["read"],
+        },
+    )
+    return connection
+
+
 def route_params(server, gateway, key, approval, org, membership) -> dict:
     """How to fill each parametrized route of the project."""
     srv = {"pk": server.pk}
@@ -121,7 +149,10 @@ def route_params(server, gateway, key, approval, org, membership) -> dict:
             "definition": {"uri": "docs://matrix"},
         },
     )
+    connection = _oauth_connection(key.user)
     return {
+        "accounts:connected_app_disconnect": {"key_id": connection.pk},
+        "oauth2_provider:dcr-register-management": {"client_id": connection.oauth_application.client_id},
         "mcp-items": srv,
         "governance:item_settings": {**srv, "item_id": item.pk},
         "mcp-item-detail": {**srv, "item_id": item.pk},
@@ -144,6 +175,7 @@ def route_params(server, gateway, key, approval, org, membership) -> dict:
         "governance:approval_decide": {"pk": approval.pk},
         "governance:approval_detail": {"pk": approval.pk},
         "mcp_gateway": {"slug": gateway.slug},
+        "oauth_resource_metadata_gateway": {"slug": gateway.slug},
     }
 
 
