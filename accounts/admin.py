@@ -211,11 +211,33 @@ class ApiKeyAdmin(TenantAdmin):
     """Read-only; the digest is never shown. Keys are created by their owners, revoked here or there."""
 
     org_admin_can_change = False
-    list_display = ("name", "prefix", "user", "scopes", "created_at", "last_used_at", "expires_at", "revoked_at")
-    list_filter = ("revoked_at",)
+    list_display = (
+        "name",
+        "prefix",
+        "user",
+        "scopes",
+        "audience",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    )
+    list_filter = ("revoked_at", ("oauth_application", admin.EmptyFieldListFilter))
     search_fields = ("name", "prefix", "user__email")
     list_select_related = ("user",)
-    fields = ("id", "user", "name", "prefix", "scopes", "created_at", "last_used_at", "expires_at", "revoked_at")
+    fields = (
+        "id",
+        "user",
+        "name",
+        "prefix",
+        "scopes",
+        "oauth_application",
+        "audience",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    )
     readonly_fields = fields
     actions = ["revoke"]
 

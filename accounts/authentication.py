@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework import authentication, exceptions
 
-from accounts import epoch, oauth_tokens, ratelimit
+from accounts import epoch, jwt_tokens, oauth_tokens, ratelimit
 from accounts.models import API_KEY_PREFIX, ApiKey, api_key_digest
 from accounts.services import api_key_touch
 
@@ -47,7 +47,9 @@ def known_live_key(raw: str) -> ApiKey | None:
 def _lookup(raw: str, digest: str) -> ApiKey | None:
     """A key by its digest; else, for what is not shaped like a key, an OAuth access token's connection."""
     key = ApiKey.objects.select_related("user").filter(digest=digest).first()
-    if key is None and not raw.startswith(API_KEY_PREFIX):
+    if key is None and jwt_tokens.looks_like_jwt(raw):
+        key = jwt_tokens.session_for_access(raw)
+    elif key is None and not raw.startswith(API_KEY_PREFIX):
         key = oauth_tokens.connection_for_token(raw)
     return key
 

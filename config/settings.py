@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "oauth2_provider",
+    "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "accounts",
@@ -240,6 +241,19 @@ OAUTH2_PROVIDER = {
     "CIMD_ENABLED": True,
     "CIMD_METADATA_FETCHER": "mcpsettings.cimd.PinnedMetadataFetcher",
     "OAUTH2_PROTECTED_RESOURCE_NAME": "Gatehouse MCP gateway",
+}
+# JWT for scripts (accounts.jwt_tokens; djangorestframework-simplejwt): short-lived access, rotating refresh.
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(seconds=env.int("JWT_ACCESS_SECONDS", default=900)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(seconds=env.int("JWT_REFRESH_SECONDS", default=86400)),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": False,
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": SECRET_KEY,
+    "USER_ID_FIELD": "id",
+    "USER_ID_CLAIM": "user_id",
+    "AUTH_HEADER_TYPES": ("Bearer",),
 }
 # Dynamic client registrations per IP per hour (anonymous, as MCP clients register before anyone signs in).
 OAUTH_REGISTRATION_RATE_LIMIT = (env.int("OAUTH_REGISTRATION_RATE_LIMIT", default=20), 3600)
