@@ -8,7 +8,7 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported here, not at the top: they need the app registry (models) to be ready.
-        from accounts import epoch, schema  # noqa: F401  (schema registers the OpenAPI auth extension)
+        from accounts import epoch, schema, social  # noqa: F401  (OpenAPI auth extension; guest-claim signal)
         from accounts.models import ApiKey, Membership, Organization, User
 
         # Rows that decide a governed call: writes to them invalidate every worker's memo (accounts.epoch).

@@ -60,6 +60,11 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.github",
+    "allauth.socialaccount.providers.openid_connect",
     "accounts",
     "mcpsettings",
     "governance",
@@ -78,6 +83,7 @@ MIDDLEWARE = [
     "accounts.middleware.GuestExpiryMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -116,6 +122,49 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://gatehouse")}
 
 AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+
+# Sign-in with GitHub and OpenID Connect providers (django-allauth; accounts.social). Gatehouse keeps its own
+# log-in and sign-up pages (email + password); allauth runs the providers' flows under /auth/.
+ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*"]
+ACCOUNT_EMAIL_VERIFICATION = "none"
+ACCOUNT_LOGOUT_ON_GET = False
+SOCIALACCOUNT_ADAPTER = "accounts.social.SocialAdapter"
+SOCIALACCOUNT_LOGIN_ON_GET = False  # a provider's sign-in starts with a POST (no cross-site log-in by link)
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = False  # an email match never signs in to someone's account: link it first
+SOCIALACCOUNT_QUERY_EMAIL = True
+SOCIALACCOUNT_STORE_TOKENS = False  # Gatehouse needs who you are, never your provider tokens
+SOCIALACCOUNT_PROVIDERS: dict = {}
+if env("GITHUB_CLIENT_ID", default=""):
+    SOCIALACCOUNT_PROVIDERS["github"] = {
+        "APPS": [{"client_id": env("GITHUB_CLIENT_ID"), "secret": env("GITHUB_CLIENT_SECRET", default="")}],
+        "SCOPE": ["read:user", "user:email"],
+        "OAUTH_PKCE_ENABLED": True,
+        **({"GITHUB_URL": env("GITHUB_URL")} if env("GITHUB_URL", default="") else {}),  # GitHub Enterprise
+    }
+# OIDC_PROVIDERS: a JSON list of {"id", "name", "server_url" (the issuer), "client_id", "secret", and optionally
+# "join": {"domain": "acme.com", "org": "<org slug>", "role": "developer"}} (README: single sign-on).
+OIDC_PROVIDERS = env.json("OIDC_PROVIDERS", default=[])
+if OIDC_PROVIDERS:
+    SOCIALACCOUNT_PROVIDERS["openid_connect"] = {
+        "OAUTH_PKCE_ENABLED": True,
+        "APPS": [
+            {
+                "provider_id": p["id"],
+                "name": p.get("name", p["id"]),
+                "client_id": p["client_id"],
+                "secret": p.get("secret", ""),
+                "settings": {"server_url": p["server_url"], "join": p.get("join")},
+            }
+            for p in OIDC_PROVIDERS
+        ],
+    }
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",

@@ -55,6 +55,7 @@ urlpatterns = [
     path("oauth/callback", mcp_views.oauth_callback, name="oauth_callback"),
     path("oauth/client-metadata.json", mcp_views.oauth_client_metadata, name="oauth_client_metadata"),
     path("o/", include(oauth_server_urls)),
+    path("auth/", include("accounts.social_urls")),
     path(
         ".well-known/oauth-authorization-server",
         oauth_views.OAuthServerMetadataView.as_view(),
