@@ -1,5 +1,10 @@
+from allauth.mfa.utils import is_mfa_enabled
+from django.contrib import messages
 from django.contrib.auth import logout
 from django.http import HttpResponseBadRequest, JsonResponse
+from django.shortcuts import redirect
+
+from accounts.models import ADMIN_ROLES, Membership
 
 NUL_REFUSED = "The request contains a NUL (\\u0000) character, which Gatehouse does not accept in URLs or forms."
 
@@ -42,4 +47,40 @@ class GuestExpiryMiddleware:
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated and user.guest_expired:
             logout(request)
+        return self.get_response(request)
+
+
+MFA_EXEMPT = ("/auth/2fa/", "/auth/account/reauthenticate/", "/accounts/logout/", "/static/")
+MFA_SESSION_KEY = "gatehouse_mfa_required"
+
+
+def mfa_required(user) -> bool:
+    """An owner or admin of an org that requires a second factor of them, who has none yet."""
+    strict = Membership.objects.filter(user=user, role__in=ADMIN_ROLES, organization__settings__require_admin_mfa=True)
+    return strict.exists() and not is_mfa_enabled(user)
+
+
+class RequireMfaMiddleware:
+    """Sends an owner or admin whose org requires two-factor sign-in to set it up before anything else. Whether
+    the rule holds them back is worked out at sign-in and kept in the session (no query per page), then
+    again on each page while it does."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated or request.path.startswith(MFA_EXEMPT):
+            return self.get_response(request)
+        remembered = request.session.get(MFA_SESSION_KEY)  # set at sign-in (accounts.social)
+        required = remembered
+        if remembered is not False:  # held back (until the factor is there), or a session from before
+            required = mfa_required(user)
+            if remembered is True and not required:
+                request.session[MFA_SESSION_KEY] = False
+        if required:
+            messages.info(
+                request, "Your organization requires two-factor sign-in for owners and admins. Set it up to go on."
+            )
+            return redirect("mfa_index")
         return self.get_response(request)

@@ -13,19 +13,33 @@ from __future__ import annotations
 
 import logging
 
+from allauth.mfa.adapter import DefaultMFAAdapter
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from allauth.socialaccount.models import SocialApp
 from allauth.socialaccount.signals import social_account_added
+from django.contrib.auth.signals import user_logged_in
 from django.db import transaction
 from django.dispatch import receiver
 from django.http import Http404
 
+from accounts import crypto
+from accounts.middleware import MFA_SESSION_KEY, mfa_required
 from accounts.models import Organization, Role, User
 from accounts.ratelimit import client_ip
 from accounts.services import membership_add
 from accounts.services.audit import audit_record
 
 log = logging.getLogger(__name__)
+
+
+class MfaAdapter(DefaultMFAAdapter):
+    """Second-factor secrets (TOTP keys, the recovery-code seed) encrypted at rest like every other secret."""
+
+    def encrypt(self, text: str) -> str:
+        return crypto.encrypt(text)
+
+    def decrypt(self, encrypted_text: str) -> str:
+        return crypto.decrypt(encrypted_text)
 
 
 class SocialAdapter(DefaultSocialAccountAdapter):
@@ -64,6 +78,13 @@ def join_by_domain(user: User, sociallogin, request=None) -> None:
         return
     if not org.memberships.filter(user=user).exists():
         membership_add(actor=None, organization=org, user=user, role=role, ip=client_ip(request) if request else None)
+
+
+@receiver(user_logged_in)
+def recheck_mfa_policy(request, user, **kwargs) -> None:
+    """Whether an org's two-factor rule holds back this session, worked out at sign-in (accounts.middleware)."""
+    if request is not None and hasattr(request, "session"):
+        request.session[MFA_SESSION_KEY] = mfa_required(user)
 
 
 @receiver(social_account_added)

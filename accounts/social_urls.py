@@ -2,6 +2,7 @@
 Gatehouse keeps its own log-in, sign-up, log-out and password pages, and allauth's names for those
 pages lead to Gatehouse's."""
 
+from allauth.account import views as account_views
 from allauth.urls import build_provider_urlpatterns
 from django.urls import include, path
 from django.views.generic import RedirectView
@@ -11,7 +12,6 @@ ALIASES = {
     "account_signup": "accounts:signup",
     "account_logout": "accounts:logout",
     "account_inactive": "accounts:login",
-    "account_reauthenticate": "accounts:login",
     "account_reset_password": "accounts:login",
     "account_change_password": "accounts:password_change",
     "account_set_password": "accounts:password_change",
@@ -27,6 +27,9 @@ urlpatterns = [
         )
         for name, to in ALIASES.items()
     ],
+    # Confirming your password again before a sensitive change (adding or removing a second factor).
+    path("account/reauthenticate/", account_views.reauthenticate, name="account_reauthenticate"),
+    path("2fa/", include("allauth.mfa.urls")),
     path("3rdparty/", include("allauth.socialaccount.urls")),
     *build_provider_urlpatterns(),
 ]

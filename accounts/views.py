@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from allauth.account.internal.flows.login import perform_password_login
+from allauth.account.models import Login
 from django.contrib import messages
 from django.contrib.auth import login, update_session_auth_hash
 from django.contrib.auth import views as auth_views
@@ -73,6 +75,12 @@ class LoginView(auth_views.LoginView):
 
     def form_invalid(self, form):
         return self.render_to_response(self.get_context_data(form=form), status=400)
+
+    def form_valid(self, form):
+        # allauth's log-in flow, so a second factor is asked for when the account has one (allauth.mfa).
+        user = form.get_user()
+        login_ = Login(user=user, email_verification="none", redirect_url=self.get_success_url(), email=user.email)
+        return perform_password_login(self.request, {"email": user.email}, login_)
 
 
 @require_POST

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "allauth.socialaccount",
     "allauth.socialaccount.providers.github",
     "allauth.socialaccount.providers.openid_connect",
+    "allauth.mfa",
     "accounts",
     "mcpsettings",
     "governance",
@@ -84,6 +85,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "accounts.middleware.RequireMfaMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -135,6 +137,11 @@ ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*"]
 ACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_LOGOUT_ON_GET = False
 SOCIALACCOUNT_ADAPTER = "accounts.social.SocialAdapter"
+# Second factor for password (and provider) sign-in: TOTP apps and recovery codes (allauth.mfa); an org can
+# require it of its owners and admins (Organization.settings["require_admin_mfa"], accounts.middleware).
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "Gatehouse"
+MFA_ADAPTER = "accounts.social.MfaAdapter"
 SOCIALACCOUNT_LOGIN_ON_GET = False  # a provider's sign-in starts with a POST (no cross-site log-in by link)
 SOCIALACCOUNT_AUTO_SIGNUP = True
 SOCIALACCOUNT_EMAIL_AUTHENTICATION = False  # an email match never signs in to someone's account: link it first

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from allauth.mfa.utils import is_mfa_enabled
 from django.conf import settings
 from django.contrib.auth import authenticate
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -49,6 +50,8 @@ class TokenView(_Public):
         if user is None or user.is_guest:
             ratelimit.record_failure("login", ident, window)
             raise exceptions.AuthenticationFailed("Wrong email or password.")
+        if is_mfa_enabled(user):  # a password alone is not enough for this account
+            raise exceptions.PermissionDenied("This account uses two-factor sign-in: use an API key or OAuth instead.")
         scopes = data.validated_data.get("scopes") or jwt_tokens.DEFAULT_SCOPES
         return Response(jwt_tokens.issue(user, scopes, ip=ratelimit.client_ip(request)))
 
