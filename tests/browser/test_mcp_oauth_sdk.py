@@ -5,8 +5,12 @@ the client finishes the flow, lists tools and makes a governed call, logged unde
 
 from __future__ import annotations
 
+import json
 import queue
+import re
+import subprocess
 import threading
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -14,7 +18,7 @@ import pytest
 from accounts.models import ApiKey
 from governance.models import RequestLog
 from tests.factories import PASSWORD
-from tests.interop.conftest import serve
+from tests.interop.conftest import NODE_BIN, NODE_DIR, node_ready, serve
 from tests.mcpsettings.test_mcp_endpoint import run_async
 from tests.peers.sdk import Peer, build_content_server, free_port
 
@@ -145,3 +149,61 @@ def test_the_python_sdk_connects_with_oauth_through_the_browser(settings, live_s
     row = RequestLog.objects.get(tool_name="echo")
     assert row.user == owner and row.api_key_id == connection.pk and connection.name == "SDK e2e"
     assert box["storage"].tokens.access_token not in str(RequestLog.objects.values())
+
+
+@pytest.mark.skipif(not node_ready(), reason="the pinned Node peers are not installed (make test does)")
+def test_mcp_remote_connects_with_oauth_through_the_browser(
+    settings, live_server, owner, content_peer, browser, tmp_path
+):
+    """mcp-remote with no header: it registers, "opens the browser" (BROWSER names a script that hands the URL
+    to this test, which opens it in Chromium), receives the code on its own callback port, and relays tools."""
+    serve(settings, live_server, owner, content_peer.url)
+    opened = tmp_path / "opened.txt"
+    opener = tmp_path / "browser.sh"
+    opener.write_text(f'#!/bin/sh\necho "$1" >> {opened}\n')
+    opener.chmod(0o755)
+    port = free_port()
+    command = [
+        str(NODE_BIN / "mcp-remote"),
+        f"{live_server.url}/mcp",
+        str(port),
+        "--allow-http",
+        "--transport",
+        "http-only",
+    ]
+    env = {"BROWSER": str(opener), "MCP_REMOTE_CONFIG_DIR": str(tmp_path / "auth"), "DISPLAY": ""}
+    plan = {
+        "command": command,
+        "env": env,
+        "steps": [["tools", {}], ["call", {"name": "docs__echo", "arguments": {"text": "relayed"}}]],
+    }
+    proc = subprocess.Popen(
+        ["node", str(NODE_DIR / "client.mjs"), json.dumps(plan)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=NODE_DIR,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (opened.exists() and opened.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        url = opened.read_text().strip().splitlines()[0]
+        assert urlsplit(url).path == "/o/authorize/", url
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(url)
+        page.fill("input[name=username]", owner.email)
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]:has-text('Log in')")
+        page.click("button[name=allow]")  # mcp-remote's own callback server answers the redirect
+        page.wait_for_url(re.compile(rf"http://(localhost|127\.0\.0\.1):{port}/"))
+        context.close()
+        out, err = proc.communicate(timeout=90)
+    finally:
+        proc.kill()
+    answers = {item["op"]: item for item in (json.loads(line) for line in out.splitlines() if line.startswith("{"))}
+    assert answers["tools"]["ok"] and "docs__echo" in answers["tools"]["value"], (out[-2000:], err[-2000:])
+    assert answers["call"]["value"]["content"][0]["text"] == "relayed"
+    connection = ApiKey.objects.connections().get(user=owner)
+    assert RequestLog.objects.get(tool_name="echo").api_key_id == connection.pk

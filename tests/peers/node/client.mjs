@@ -8,7 +8,12 @@ import { ElicitRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 
 const plan = JSON.parse(process.argv[2]);
 const transport = plan.command
-  ? new StdioClientTransport({ command: plan.command[0], args: plan.command.slice(1), stderr: "ignore" })
+  ? new StdioClientTransport({
+      command: plan.command[0],
+      args: plan.command.slice(1),
+      stderr: "ignore",
+      ...(plan.env ? { env: { ...process.env, ...plan.env } } : {}),
+    })
   : new StreamableHTTPClientTransport(new URL(plan.url), {
       requestInit: { headers: { Authorization: `Bearer ${plan.key}` } },
     });
