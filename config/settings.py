@@ -139,7 +139,10 @@ ACCOUNT_LOGOUT_ON_GET = False
 SOCIALACCOUNT_ADAPTER = "accounts.social.SocialAdapter"
 # Second factor for password (and provider) sign-in: TOTP apps and recovery codes (allauth.mfa); an org can
 # require it of its owners and admins (Organization.settings["require_admin_mfa"], accounts.middleware).
-MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes", "webauthn"]
+MFA_PASSKEY_LOGIN_ENABLED = False  # security keys and passkeys as a second factor, not instead of a password
+# WebAuthn needs https; browsers treat http://localhost as secure, and allauth must be told to accept it.
+MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN = DEBUG or env.bool("MFA_WEBAUTHN_ALLOW_INSECURE_ORIGIN", default=False)
 MFA_TOTP_ISSUER = "Gatehouse"
 MFA_ADAPTER = "accounts.social.MfaAdapter"
 SOCIALACCOUNT_LOGIN_ON_GET = False  # a provider's sign-in starts with a POST (no cross-site log-in by link)
