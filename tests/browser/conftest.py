@@ -72,3 +72,13 @@ def check_page(page, name: str) -> None:
         if v.get("impact") in ("serious", "critical")
     ]
     assert not bad, f"axe on {name}: " + "; ".join(bad)
+
+
+def sign_in(page, base: str, email: str, password: str | None = None) -> None:
+    """Gatehouse's log-in page, filled and sent (the caller waits for where it leads)."""
+    from tests.factories import PASSWORD
+
+    page.goto(f"{base}/accounts/login/")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password or PASSWORD)
+    page.get_by_role("button", name="Log in").click()

@@ -90,6 +90,14 @@ def sdk_client(mcp_url: str, redirect_uri: str, urls: queue.Queue, codes: queue.
         urls.put(None)
 
 
+def consent_after_sign_in(page, url: str, email: str) -> None:
+    """The authorization URL in the browser: Gatehouse asks the person to log in first, then shows the consent."""
+    page.goto(url)
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+
 def callback_server(redirect_uri: str) -> list[str]:
     """The client's own loopback callback server (as native MCP clients run one): what reached it."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -129,10 +137,7 @@ def test_the_python_sdk_connects_with_oauth_through_the_browser(settings, live_s
     landed = callback_server(redirect_uri)
     context = browser.new_context()
     page = context.new_page()
-    page.goto(url)
-    page.fill("input[name=username]", owner.email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]:has-text('Log in')")
+    consent_after_sign_in(page, url, owner.email)
     page.wait_for_selector("text=Connect SDK e2e?")
     assert "all your tools" in page.content()
     page.click("button[name=allow]")
@@ -192,10 +197,7 @@ def test_mcp_remote_connects_with_oauth_through_the_browser(
         assert urlsplit(url).path == "/o/authorize/", url
         context = browser.new_context()
         page = context.new_page()
-        page.goto(url)
-        page.fill("input[name=username]", owner.email)
-        page.fill("input[name=password]", PASSWORD)
-        page.click("button[type=submit]:has-text('Log in')")
+        consent_after_sign_in(page, url, owner.email)
         page.click("button[name=allow]")  # mcp-remote's own callback server answers the redirect
         page.wait_for_url(re.compile(rf"http://(localhost|127\.0\.0\.1):{port}/"))
         context.close()

@@ -6,17 +6,10 @@ from __future__ import annotations
 import pytest
 from allauth.mfa.models import Authenticator
 
-from tests.browser.conftest import check_page
+from tests.browser.conftest import check_page, sign_in
 from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def sign_in(page, base: str, email: str) -> None:
-    page.goto(f"{base}/accounts/login/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
 
 
 def test_add_a_security_key_then_sign_in_with_it(page, live_server, owner, settings):

@@ -8,7 +8,7 @@ import time
 import pytest
 from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
 
-from tests.browser.conftest import check_page
+from tests.browser.conftest import check_page, sign_in
 from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -16,13 +16,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def code(secret: str, step: int = 0) -> str:
     return format_hotp_value(hotp_value(secret, int(time.time()) // 30 + step))
-
-
-def sign_in(page, base: str, email: str) -> None:
-    page.goto(f"{base}/accounts/login/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
 
 
 def test_enrol_totp_then_sign_in_with_a_code(page, live_server, owner, settings):

@@ -104,3 +104,15 @@ def serve(settings, live_server, owner, url: str, tools=("echo", "add", "steps",
 def gatehouse(settings, live_server, owner, content_peer):
     """Gatehouse serving one content-rich SDK peer (answers as events) to an agent key."""
     return serve(settings, live_server, owner, content_peer.url)
+
+
+def eventually_cancelled(timeout: float = 5) -> bool:
+    """A tools/call row says `cancelled` within `timeout` seconds (the call's thread writes it when it stops)."""
+    from governance.models import RequestLog
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if RequestLog.objects.filter(method="tools/call", status="cancelled").exists():
+            return True
+        time.sleep(0.2)
+    return False

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from governance.models import RequestLog
-from tests.interop.conftest import NODE_BIN, needs_node, ts_client
+from tests.interop.conftest import NODE_BIN, eventually_cancelled, needs_node, ts_client
 from tests.mcpsettings.test_mcp_endpoint import run_async
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("allow_private")]
@@ -52,18 +52,7 @@ def test_typescript_sdk(gatehouse):
     _check(out)
     statuses = set(RequestLog.objects.values_list("method", "status"))
     assert {("resources/read", "ok"), ("prompts/get", "ok"), ("completion/complete", "ok")} <= statuses
-    assert ("tools/call", "cancelled") in statuses or _eventually_cancelled()
-
-
-def _eventually_cancelled(timeout: float = 5) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if RequestLog.objects.filter(method="tools/call", status="cancelled").exists():
-            return True
-        time.sleep(0.2)
-    return False
+    assert ("tools/call", "cancelled") in statuses or eventually_cancelled()
 
 
 @needs_node

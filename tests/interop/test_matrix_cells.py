@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from governance.models import RequestLog
-from tests.interop.conftest import NODE_BIN, needs_node, serve, ts_client
+from tests.interop.conftest import NODE_BIN, eventually_cancelled, needs_node, serve, ts_client
 from tests.mcpsettings.test_mcp_endpoint import run_async
 from tests.peers.sdk import Peer, build_content_server
 
@@ -23,15 +23,6 @@ COMPLETE = {"name": "style", "value": "pi"}
 def asking_peer():
     with Peer("legacy", server=build_content_server()) as running:
         yield running
-
-
-def cancelled_row(timeout: float = 5) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if RequestLog.objects.filter(method="tools/call", status="cancelled").exists():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def sdk_session(agent, mode: str, run, **client_kwargs):
@@ -79,7 +70,7 @@ def test_python_sdk_cancellation(settings, live_server, owner, content_peer):
         return time.monotonic() - started
 
     waited = sdk_session(agent, "legacy", run)
-    assert waited < 5 and cancelled_row(), list(RequestLog.objects.values_list("tool_name", "status"))
+    assert waited < 5 and eventually_cancelled(), list(RequestLog.objects.values_list("tool_name", "status"))
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
@@ -127,7 +118,7 @@ def test_fastmcp_completion_and_cancellation(settings, live_server, owner, conte
         return done, time.monotonic() - started
 
     done, waited = fastmcp_session(agent, run)
-    assert done.values == ["pirate"] and waited < 5 and cancelled_row()
+    assert done.values == ["pirate"] and waited < 5 and eventually_cancelled()
 
 
 def test_fastmcp_elicitation(settings, live_server, owner, asking_peer):
@@ -161,4 +152,4 @@ def test_mcp_remote_progress_and_cancellation(settings, live_server, owner, cont
     progress, cancel = out["progress"][0], out["cancel"][0]
     assert progress["ok"] and progress["value"]["seen"] == [1, 2, 3], progress
     assert cancel["ok"] and cancel["value"]["aborted"] is True and cancel["value"]["ms"] < 5000, cancel
-    assert cancelled_row(), list(RequestLog.objects.values_list("tool_name", "status"))
+    assert eventually_cancelled(), list(RequestLog.objects.values_list("tool_name", "status"))
