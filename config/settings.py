@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",  # allauth's security-key list uses it
     "rest_framework",
     "oauth2_provider",
     "rest_framework_simplejwt.token_blacklist",
