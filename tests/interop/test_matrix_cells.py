@@ -61,16 +61,26 @@ def test_python_sdk_completion(settings, live_server, owner, content_peer, mode)
 def test_python_sdk_cancellation(settings, live_server, owner, content_peer):
     agent = serve(settings, live_server, owner, content_peer.url)
 
+    gave_up: dict = {}
+
     async def run(client):
         started = time.monotonic()
-        try:  # the caller gives up after 0.8 s: the SDK sends notifications/cancelled
-            await client.call_tool("docs__steps", {"count": 50, "delay": 0.2}, read_timeout_seconds=0.8)
+        try:  # the caller gives up after 1.5 s: the SDK sends notifications/cancelled (the tool would take 20 s)
+            await client.call_tool("docs__steps", {"count": 100, "delay": 0.2}, read_timeout_seconds=1.5)
         except Exception as exc:  # the SDK's timeout error, raised when it gives up
-            assert "timed out" in str(exc).lower() or type(exc).__name__ == "MCPError", exc
-        return time.monotonic() - started
+            gave_up["error"] = exc
+        gave_up["after"] = time.monotonic() - started
 
-    waited = sdk_session(agent, "legacy", run)
-    assert waited < 5 and eventually_cancelled(), list(RequestLog.objects.values_list("tool_name", "status"))
+    try:
+        sdk_session(agent, "legacy", run)
+    except BaseException as exc:
+        if "after" not in gave_up:
+            raise
+        assert "ClosedResource" in repr(exc) or "ClosedResource" in str(getattr(exc, "exceptions", "")), exc
+    assert "timed out" in str(gave_up["error"]).lower() or type(gave_up["error"]).__name__ == "MCPError"
+    waited = gave_up["after"]
+    # Generous under a loaded CI machine, and still far short of the 20 s the tool would run uncancelled.
+    assert waited < 5 and eventually_cancelled(12), list(RequestLog.objects.values_list("tool_name", "status"))
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
@@ -113,12 +123,12 @@ def test_fastmcp_completion_and_cancellation(settings, live_server, owner, conte
     async def run(client):
         done = await client.complete(PromptReference(type="ref/prompt", name="docs__greet"), COMPLETE)
         started = time.monotonic()
-        with anyio.move_on_after(0.8):
-            await client.call_tool("docs__steps", {"count": 50, "delay": 0.2})
+        with anyio.move_on_after(1.5):  # the tool would take 20 s
+            await client.call_tool("docs__steps", {"count": 100, "delay": 0.2})
         return done, time.monotonic() - started
 
     done, waited = fastmcp_session(agent, run)
-    assert done.values == ["pirate"] and waited < 5 and eventually_cancelled()
+    assert done.values == ["pirate"] and waited < 5 and eventually_cancelled(12)
 
 
 def test_fastmcp_elicitation(settings, live_server, owner, asking_peer):
@@ -146,10 +156,10 @@ def test_mcp_remote_progress_and_cancellation(settings, live_server, owner, cont
     ]
     steps = [
         ["progress", {"name": "docs__steps", "arguments": {"count": 3, "delay": 0.02}}],
-        ["cancel", {"name": "docs__steps", "arguments": {"count": 50, "delay": 0.2}, "after_ms": 800}],
+        ["cancel", {"name": "docs__steps", "arguments": {"count": 100, "delay": 0.2}, "after_ms": 1500}],
     ]
     out = ts_client({"command": command, "steps": steps}, timeout=90)
     progress, cancel = out["progress"][0], out["cancel"][0]
     assert progress["ok"] and progress["value"]["seen"] == [1, 2, 3], progress
     assert cancel["ok"] and cancel["value"]["aborted"] is True and cancel["value"]["ms"] < 5000, cancel
-    assert eventually_cancelled(), list(RequestLog.objects.values_list("tool_name", "status"))
+    assert eventually_cancelled(12), list(RequestLog.objects.values_list("tool_name", "status"))
