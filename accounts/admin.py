@@ -7,6 +7,7 @@ from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
 from django.contrib.auth.forms import UserCreationForm as DjangoUserCreationForm
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
+from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 from accounts import services
 from accounts.models import ApiKey, AuditEvent, Invitation, Membership, Organization, User
@@ -336,3 +337,8 @@ class AuditEventAdmin(TenantAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+# simplejwt's list of issued refresh tokens is bookkeeping for its blacklist (the tokens are not stored:
+# accounts.jwt_tokens); script sessions are revoked as keys, above.
+admin.site.unregister(OutstandingToken)

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+from oauth2_provider.models import get_access_token_model, get_grant_model, get_refresh_token_model
 
 from accounts import epoch, ratelimit
 from accounts.models import ApiKey, User, api_key_digest
@@ -58,14 +58,19 @@ def connection_for_token(raw: str) -> ApiKey | None:
 
 
 @transaction.atomic
-def connect(token) -> ApiKey | None:
-    """A token was issued: the connection it acts as, created at the first one (audited)."""
+def connect(token, *, consented: bool = True) -> ApiKey | None:
+    """A token was issued: the connection it acts as, created at the first one (audited). A refreshed token
+    (`consented` False) never brings back a revoked connection: its tokens are deleted instead."""
     if token.user_id is None or token.application_id is None:
         return None
     audience = audience_of(token.resource)
     scopes = [s for s in OAUTH_SCOPES if s in token.scope.split()]
     live = ApiKey.objects.connections().select_for_update().filter(revoked_at__isnull=True)
     key = live.filter(user_id=token.user_id, oauth_application_id=token.application_id, audience=audience).first()
+    if key is None and not consented:
+        get_refresh_token_model().objects.filter(access_token=token).delete()
+        token.delete()
+        return None
     if key is None:
         key = ApiKey.objects.create(
             user_id=token.user_id,
@@ -98,10 +103,26 @@ def disconnect(*, actor: User, connection: ApiKey, ip: str | None = None) -> Non
     tokens = {"user_id": connection.user_id, "application_id": connection.oauth_application_id}
     get_refresh_token_model().objects.filter(**tokens).delete()
     get_access_token_model().objects.filter(**tokens).delete()
+    get_grant_model().objects.filter(**tokens).delete()  # a code not yet exchanged
 
 
 def on_app_authorized(sender, request, token, **kwargs) -> None:
-    connect(token)
+    connect(token, consented=request.POST.get("grant_type") == "authorization_code")
+
+
+class RateLimitedMetadataClients:
+    """A client named by its metadata document (CIMD) registers on first use, before anyone signs in: limited
+    per document host (OAUTH_REGISTRATION_RATE_LIMIT), so a flood of fresh URLs cannot fill the database or
+    make Gatehouse fetch for an attacker."""
+
+    def has_permission(self, request, client_id) -> bool:
+        limit, window = settings.OAUTH_REGISTRATION_RATE_LIMIT
+        host = urlsplit(str(client_id)).hostname or "unknown"
+        if ratelimit.is_limited("oauth-cimd", host, limit) or ratelimit.is_limited("oauth-cimd", "*", 10 * limit):
+            return False
+        ratelimit.record_failure("oauth-cimd", host, window)
+        ratelimit.record_failure("oauth-cimd", "*", window)
+        return True
 
 
 class RateLimitedRegistration:

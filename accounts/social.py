@@ -60,7 +60,7 @@ class SocialAdapter(DefaultSocialAccountAdapter):
 
 def _verified_email(sociallogin) -> str:
     for address in sociallogin.email_addresses:
-        if address.verified and address.email:
+        if address.verified is True and address.email:  # a provider's "false" string is not a yes
             return address.email.lower()
     return ""
 

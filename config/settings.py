@@ -300,6 +300,7 @@ OAUTH2_PROVIDER = {
     "DCR_REGISTRATION_PERMISSION_CLASSES": ("accounts.oauth_tokens.RateLimitedRegistration",),
     "CIMD_ENABLED": True,
     "CIMD_METADATA_FETCHER": "mcpsettings.cimd.PinnedMetadataFetcher",
+    "CIMD_REGISTRATION_PERMISSION_CLASSES": ("accounts.oauth_tokens.RateLimitedMetadataClients",),
     "OAUTH2_PROTECTED_RESOURCE_NAME": "Gatehouse MCP gateway",
 }
 # JWT for scripts (accounts.jwt_tokens; djangorestframework-simplejwt): short-lived access, rotating refresh.

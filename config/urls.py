@@ -1,9 +1,9 @@
+from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
-from oauth2_provider import urls as oauth_urls
 from oauth2_provider import views as oauth_views
 
 from governance import views as governance_views
@@ -29,10 +29,19 @@ oauth_server_urls = (
         path("authorize/", oauth_server.McpAuthorizationView.as_view(), name="authorize"),
         path("token/", oauth_views.TokenView.as_view(), name="token"),
         path("revoke_token/", oauth_views.RevokeTokenView.as_view(), name="revoke-token"),
-        *oauth_urls.dcr_urlpatterns,
+        path("register/", oauth_views.DynamicClientRegistrationView.as_view(), name="dcr-register"),
+        # RFC 7592 read and update only: a client deleting itself would erase the record its calls are logged under.
+        path(
+            "register/<str:client_id>/",
+            oauth_server.ClientConfigurationView.as_view(),
+            name="dcr-register-management",
+        ),
     ],
     "oauth2_provider",
 )
+
+# The admin's own log-in would skip the second factor: it goes through allauth's log-in flow instead.
+admin.site.login = secure_admin_login(admin.site.login)
 
 api_v1 = [
     path("", include("accounts.api.urls")),

@@ -14,6 +14,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 
 from accounts import jwt_tokens, ratelimit
+from accounts.middleware import mfa_required
 from accounts.models import ALL_SCOPES
 
 PAIR = inline_serializer("TokenPair", {"access": serializers.CharField(), "refresh": serializers.CharField()})
@@ -50,7 +51,7 @@ class TokenView(_Public):
         if user is None or user.is_guest:
             ratelimit.record_failure("login", ident, window)
             raise exceptions.AuthenticationFailed("Wrong email or password.")
-        if is_mfa_enabled(user):  # a password alone is not enough for this account
+        if is_mfa_enabled(user) or mfa_required(user):  # a password alone is not enough for this account
             raise exceptions.PermissionDenied("This account uses two-factor sign-in: use an API key or OAuth instead.")
         scopes = data.validated_data.get("scopes") or jwt_tokens.DEFAULT_SCOPES
         return Response(jwt_tokens.issue(user, scopes, ip=ratelimit.client_ip(request)))

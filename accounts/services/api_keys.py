@@ -87,6 +87,11 @@ def api_key_create(
 
 @transaction.atomic
 def api_key_revoke(*, actor: User, api_key: ApiKey, ip: str | None = None) -> ApiKey:
+    if api_key.oauth_application_id is not None:  # an OAuth client's connection: its tokens end with it
+        from accounts.oauth_tokens import disconnect  # it imports this package's audit module
+
+        disconnect(actor=actor, connection=api_key, ip=ip)
+        return ApiKey.objects.get(pk=api_key.pk)
     key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
     if key.revoked_at is not None:
         return key

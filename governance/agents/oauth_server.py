@@ -16,7 +16,11 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from django.http import HttpResponse
-from oauth2_provider.views import AuthorizationView, OAuthProtectedResourceMetadataView
+from oauth2_provider.views import (
+    AuthorizationView,
+    DynamicClientRegistrationManagementView,
+    OAuthProtectedResourceMetadataView,
+)
 
 from mcpsettings.models import Gateway
 
@@ -56,12 +60,15 @@ class McpAuthorizationView(AuthorizationView):
         if "code_challenge" in request.GET and request.GET.get("code_challenge_method") != "S256":
             # "plain" (the default) would be refused only when the code is made, after the person consented.
             return self._refuse("This client must use PKCE with S256; Gatehouse does not accept “plain”.")
+        request.GET = request.GET.copy()
+        request.GET.pop("approval_prompt", None)  # consent is asked every time; "auto" would skip it
+        if not request.GET.get("redirect_uri"):
+            return self._refuse("The client must say where to send you back (redirect_uri).")
         redirect = urlsplit(request.GET.get("redirect_uri", ""))
         if redirect.scheme == "http" and redirect.hostname not in LOOPBACK:
             return self._refuse("A redirect over plain http is allowed only to this computer (127.0.0.1, localhost).")
         resources = request.GET.getlist("resource")
         if not resources:  # bound to /mcp: a token is always for one endpoint
-            request.GET = request.GET.copy()
             request.GET.setlist("resource", [origin(request) + MCP_PATH])
         elif len(resources) > 1 or endpoint_label(request, resources[0]) is None:
             return self._refuse("The client asked for access to something that is not one of your MCP endpoints.")
@@ -104,3 +111,10 @@ class McpResourceMetadataView(OAuthProtectedResourceMetadataView):
 
     def get_authorization_servers(self, request):
         return [origin(request)]
+
+
+class ClientConfigurationView(DynamicClientRegistrationManagementView):
+    """RFC 7592 without DELETE: a registered client reads and updates its registration, but cannot delete the
+    application its connections (and so its logged calls) belong to. People disconnect it instead."""
+
+    http_method_names = ["get", "put", "options"]

@@ -92,7 +92,7 @@ def _plain_call(request) -> HttpResponse | None:
     if raw_key is None or request.content_type != "application/json" or not _plain_negotiation(request):
         return None
     key = known_live_key(raw_key)
-    if key is None or not key.has_scope("call"):
+    if key is None or key.audience or not key.has_scope("call"):  # an OAuth client's token: DRF refuses it
         return None
     try:
         data = plain_call_data(jsonsafe.loads(request.body))

@@ -103,3 +103,12 @@ def test_a_forged_or_foreign_token_is_refused(owner, outsider):
     forged = f"{head}.{body}.{signature[:-4]}AAAA"
     assert with_token(forged).get("/api/v1/tools").status_code == 401
     assert with_token("eyJhbGciOiJub25lIn0.eyJ1c2VyX2lkIjoxfQ.").get("/api/v1/tools").status_code == 401
+
+
+def test_refresh_tokens_are_not_kept_in_clear(owner):
+    from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
+
+    tokens = pair(APIClient()).json()
+    APIClient().post("/api/v1/auth/token/refresh", {"refresh": tokens["refresh"]}, format="json")
+    assert OutstandingToken.objects.exists()
+    assert set(OutstandingToken.objects.values_list("token", flat=True)) == {""}

@@ -279,3 +279,42 @@ def test_another_person_cannot_see_or_disconnect_a_connection(client, owner, out
     assert client.post(f"/settings/connected-apps/{connection.pk}/disconnect/").status_code == 404
     assert ApiKey.objects.get(pk=connection.pk).revoked_at is None
     assert str(connection.pk) not in client.get("/api/v1/api-keys").content.decode()
+
+
+def test_review_fixes_a_token_never_on_rest_consent_never_skipped_revocation_sticks(client, owner, upstream):
+    registered, tokens = connect(client, owner)
+    call = {"server": str(upstream.pk), "tool": "echo", "arguments": {"text": "x"}}
+    for _ in range(2):  # the second would take the fast path once the first had remembered the token
+        rest = APIClient().post("/api/v1/tools/call", call, format="json", **bearer(tokens["access_token"]))
+        assert rest.status_code == 401
+
+    # approval_prompt=auto never skips the consent page (nor widens what the client reaches).
+    _, challenge = pkce()
+    client.force_login(owner)
+    params = authorize_params(registered["client_id"], challenge, approval_prompt="auto")
+    page = client.get("/o/authorize/?" + urlencode(params))
+    assert page.status_code == 200 and b"authorizationForm" in page.content
+    without_redirect = {k: v for k, v in params.items() if k != "redirect_uri"}
+    assert client.get("/o/authorize/?" + urlencode(without_redirect)).status_code == 400
+    client.logout()
+
+    # Revoked in the admin's way (api_key_revoke): the next refresh does not bring the connection back.
+    from accounts import services as account_services
+
+    connection = ApiKey.objects.connections().get(user=owner)
+    account_services.api_key_revoke(actor=owner, api_key=connection)
+    refresh = {
+        "grant_type": "refresh_token",
+        "refresh_token": tokens["refresh_token"],
+        "client_id": registered["client_id"],
+    }
+    assert client.post("/o/token/", refresh).status_code == 400
+    assert not ApiKey.objects.connections().filter(user=owner, revoked_at=None).exists()
+    assert mcp_rpc(APIClient(), "tools/list", **bearer(tokens["access_token"])).status_code == 401
+
+    # A registered client cannot delete itself (and with it the record its calls are logged under).
+    managed = client.delete(
+        f"/o/register/{registered['client_id']}/",
+        HTTP_AUTHORIZATION=f"Bearer {registered['registration_access_token']}",
+    )
+    assert managed.status_code == 405

@@ -85,3 +85,20 @@ def test_an_org_can_require_it_of_its_admins(client, org, owner, settings):
     assert client.post("/auth/2fa/totp/activate/", {"code": code(secret)}).status_code == 302
     assert client.get("/settings/mcps/").status_code == 200  # set up: free to go on
     assert re.search(r"recovery", client.get("/auth/2fa/").content.decode(), re.I)
+
+
+def test_the_admin_log_in_asks_for_the_second_factor_too(client, owner, settings):
+    settings.MFA_TOTP_TOLERANCE = 1
+    owner.is_staff = True
+    owner.save()
+    enrol(client, owner)
+    answer = client.post("/admin/login/", {"username": owner.email, "password": PASSWORD, "next": "/admin/"})
+    assert client.get("/settings/api-keys/").status_code == 302  # not signed in on the password alone
+    assert answer.status_code in (200, 302)
+
+
+def test_an_org_rule_also_stops_a_jwt_for_a_password_alone(org, owner):
+    org.settings = {"require_admin_mfa": True}
+    org.save()
+    res = APIClient().post("/api/v1/auth/token", {"email": owner.email, "password": PASSWORD}, format="json")
+    assert res.status_code == 403
